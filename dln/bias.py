@@ -1,0 +1,165 @@
+"""Implicit bias of gradient flow: the potential `Q_alpha` and its minimiser among interpolators.
+
+Gradient flow on `beta = u*u - v*v` from `u = v = alpha` converges to
+`argmin Q_alpha(beta)` subject to `X beta = y` (Woodworth et al. 2020), with
+
+    Q_alpha(beta) = sum_i alpha_i^2 q(beta_i / alpha_i^2),
+    q(z) = 2 - sqrt(4 + z^2) + z arcsinh(z/2),     q'(z) = arcsinh(z/2).
+
+The minimiser has the mirror form `beta = 2 alpha^2 sinh(X^T nu)`, so it is
+found from the n-dimensional dual, not by a d-dimensional constrained solve.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linprog
+
+from ._checks import InputError, positive
+
+
+def q(z):
+    """`q(z) = 2 - sqrt(4 + z^2) + z arcsinh(z/2)`, written as
+    `z arcsinh(z/2) - z^2 / (2 + sqrt(4 + z^2))` to avoid cancellation at small `z`."""
+    z = np.asarray(z, dtype=float)
+    return z * np.arcsinh(z / 2) - z * z / (2 + np.sqrt(4 + z * z))
+
+
+def _alpha2(alpha, d):
+    a = positive(alpha, "alpha")
+    if a.ndim > 2 or (a.ndim == 2 and a.shape[1] != d):
+        raise InputError(f"`alpha` must be a scalar, shape (B,) or shape (B, d) / (1, d) with d = {d}; got {a.shape}")
+    a = a.reshape(-1, 1) if a.ndim < 2 else a
+    return a * a
+
+
+def Q_alpha(beta, alpha):
+    """`Q_alpha(beta) = sum_i alpha_i^2 q(beta_i / alpha_i^2)`.
+
+    Parameters
+    ----------
+    beta : ndarray, shape (B, d) or (d,)
+    alpha : float or ndarray, shape (B,), (1, d) or (B, d)
+
+    Returns
+    -------
+    ndarray, shape (B,) (a float for a 1-D `beta` and scalar `alpha`)
+    """
+    b = np.asarray(beta, dtype=float)
+    a2 = _alpha2(alpha, b.shape[-1])
+    out = np.sum(a2 * q(np.atleast_2d(b) / a2), axis=-1)
+    return out[0] if b.ndim == 1 and out.shape == (1,) else out
+
+
+@dataclass(frozen=True, eq=False)
+class DualSolution:
+    """`argmin Q_alpha(beta)` s.t. `X beta = y`, per (problem, alpha) pair.
+
+    beta : ndarray, shape (B, d)
+        `beta = 2 alpha^2 sinh(X^T nu)`.
+    nu : ndarray, shape (B, n)
+    residual : ndarray, shape (B,)
+        `max |X beta - y|`.
+    iterations : ndarray of int, shape (B,)
+    converged : ndarray of bool, shape (B,)
+    """
+
+    beta: np.ndarray
+    nu: np.ndarray
+    residual: np.ndarray
+    iterations: np.ndarray
+    converged: np.ndarray
+
+
+def solve_dual(problem, alpha, tol=1e-12, max_iter=200):
+    """Minimise `Q_alpha` among interpolators by Newton's method on the dual.
+
+    The dual objective, convex in `nu` (shape (n,)), is
+    `F(nu) = sum_i 2 alpha_i^2 (cosh((X^T nu)_i) - 1) - nu . y`,
+    with gradient `X beta(nu) - y`, `beta(nu) = 2 alpha^2 sinh(X^T nu)`, and
+    Hessian `X diag(2 alpha^2 cosh(X^T nu)) X^T`. Newton steps with an Armijo
+    backtracking line search, stopped when `max |X beta - y| <= tol max(1, max|y|)`.
+    A batch of `B` pairs (`alpha` of shape (B,) or (B, d); problem `P = 1` or
+    `B`) is solved together.
+    """
+    d, n = problem.d, problem.n
+    a2 = _alpha2(alpha, d)
+    B = max(a2.shape[0], problem.P)
+    if problem.P not in (1, B) or a2.shape[0] not in (1, B):
+        raise InputError(f"batch sizes disagree: `problem` has {problem.P} and `alpha` {a2.shape[0]}")
+    a2 = np.broadcast_to(a2, (B, d))
+    y = np.broadcast_to(problem.y, (B, n))
+    Xs = problem.X
+
+    def Xb(b):
+        return Xs[0] if problem.P == 1 else Xs[b]
+
+    def XT(nu, rows):
+        """`X^T nu` for runs `rows`."""
+        return nu @ Xs[0] if problem.P == 1 else np.matmul(nu[:, None, :], Xs[rows])[:, 0]
+
+    def Xv(beta, rows):
+        return beta @ Xs[0].T if problem.P == 1 else np.matmul(Xs[rows], beta[..., None])[..., 0]
+
+    def F(nu, rows):
+        """Dual objective; `cosh(w) - 1 = 2 sinh(w/2)^2` avoids cancellation at small `w`."""
+        with np.errstate(over="ignore"):
+            return np.sum(4 * a2[rows] * np.sinh(XT(nu, rows) / 2) ** 2, axis=1) - np.einsum("bn,bn->b", nu, y[rows])
+
+    nu = np.zeros((B, n))
+    its = np.zeros(B, np.int64)
+    ytol = tol * np.maximum(1.0, np.abs(y).max(axis=1))
+    act = np.arange(B)
+    for _ in range(max_iter):
+        w = XT(nu[act], act)
+        with np.errstate(over="ignore"):
+            beta = 2 * a2[act] * np.sinh(w)
+            h = 2 * a2[act] * np.cosh(w)
+        r = Xv(beta, act) - y[act]
+        done = np.abs(r).max(axis=1) <= ytol[act]
+        act, r, h = act[~done], r[~done], h[~done]
+        if not act.size:
+            break
+        H = np.stack([(Xb(b) * hb) @ Xb(b).T for b, hb in zip(act, h)])
+        H[:, np.arange(n), np.arange(n)] += 1e-14 * H.diagonal(axis1=1, axis2=2).max(axis=1, keepdims=True)
+        step = -np.linalg.solve(H, r[..., None])[..., 0]
+        slope = np.einsum("bn,bn->b", r, step)
+        f0 = F(nu[act], act)
+        s = np.ones(act.size)
+        pend = np.ones(act.size, bool)
+        for _ls in range(60):  # Armijo backtracking, with round-off slack near the optimum
+            trial = nu[act] + s[:, None] * step
+            f1 = F(trial, act)
+            okay = pend & np.isfinite(f1) & (f1 <= f0 + 1e-4 * s * slope + 1e-13 * np.maximum(np.abs(f0), 1.0))
+            nu[act[okay]] = trial[okay]
+            pend &= ~okay
+            if not pend.any():
+                break
+            s = np.where(pend, s / 2, s)
+        its[act] += 1
+    allr = np.arange(B)
+    beta = 2 * a2 * np.sinh(XT(nu, allr))
+    res = np.abs(Xv(beta, allr) - y).max(axis=1)
+    return DualSolution(beta, nu, res, its, res <= ytol)
+
+
+def min_l2(problem):
+    """Minimum-l2 interpolator `X^T (X X^T)^{-1} y`, shape (P, d) (the `alpha -> inf` limit)."""
+    XXt = np.matmul(problem.X, np.swapaxes(problem.X, 1, 2))
+    return np.matmul(np.swapaxes(problem.X, 1, 2), np.linalg.solve(XXt, problem.y[..., None]))[..., 0]
+
+
+def min_l1(problem):
+    """Minimum-l1 interpolator `argmin ||beta||_1 s.t. X beta = y`, shape (P, d) (the `alpha -> 0` limit).
+
+    Solved as the linear program `min 1.(p + m)`, `X (p - m) = y`, `p, m >= 0` (HiGHS).
+    """
+    out = np.empty((problem.P, problem.d))
+    for i in range(problem.P):
+        X, y = problem.X[i], problem.y[i]
+        res = linprog(np.ones(2 * problem.d), A_eq=np.hstack([X, -X]), b_eq=y, bounds=(0, None),
+                      method="highs", options={"primal_feasibility_tolerance": 1e-10,
+                                               "dual_feasibility_tolerance": 1e-10})
+        if res.status != 0:
+            raise InputError(f"`problem` {i}: no l1 interpolator found ({res.message})")
+        out[i] = res.x[: problem.d] - res.x[problem.d:]
+    return out

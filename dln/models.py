@@ -1,0 +1,114 @@
+"""Parametrizations `beta = f(u, v)` of a diagonal linear network, elementwise.
+
+Parameters are `theta = (u, v)` stacked as an array of shape (B, 2, d).
+Each model gives the map, its Jacobian-vector and vector-Jacobian products and
+the curvature term of the Hessian, so that for `L(theta) = L(beta(theta))`
+
+    grad_theta L = J^T g,         J = d beta / d theta,
+    H w = J^T (X^T X / n) J w + sum_i g_i (d^2 beta_i / d theta^2) w,
+
+with `g = X^T (X beta - y) / n`. No autodiff is needed.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import InputError, positive
+
+
+@dataclass(frozen=True)
+class Depth:
+    """`beta = u**D - v**D`, initialised at `u = v = alpha` (Woodworth et al. 2020).
+
+    `D = 2` is the default squares model `beta = u*u - v*v`.
+    """
+
+    depth: int = 2
+
+    #: positive parameters: flows run in the mirror coordinates `log(u v)/2, log(u / v)`
+    positive = True
+
+    def __post_init__(self):
+        if not isinstance(self.depth, (int, np.integer)) or self.depth < 2:
+            raise InputError(f"`depth` must be an integer >= 2; got {self.depth!r}")
+
+    def beta(self, theta):
+        """`beta = u**D - v**D`, shape (B, d)."""
+        return theta[:, 0] ** self.depth - theta[:, 1] ** self.depth
+
+    def jac(self, theta):
+        """Diagonal Jacobian `(d beta/du, d beta/dv) = (D u**(D-1), -D v**(D-1))`, shape (B, 2, d)."""
+        D = self.depth
+        return np.stack([D * theta[:, 0] ** (D - 1), -D * theta[:, 1] ** (D - 1)], axis=1)
+
+    def curvature(self, theta, g, w):
+        """`sum_i g_i (d^2 beta_i/d theta^2) w = g * (D(D-1) u**(D-2) w_u, -D(D-1) v**(D-2) w_v)`."""
+        D = self.depth
+        c = D * (D - 1) * g[:, None, :]
+        if D == 2:
+            return c * w * np.array([1.0, -1.0])[:, None]
+        return c * w * np.stack([theta[:, 0] ** (D - 2), -theta[:, 1] ** (D - 2)], axis=1)
+
+    def init(self, alpha, d):
+        """`u = v = alpha`; `alpha` of shape (B,) or (B, d). Returns shape (B, 2, d)."""
+        a = np.broadcast_to(alpha[:, None] if alpha.ndim == 1 else alpha, (alpha.shape[0], d))
+        return np.stack([a, a], axis=1).astype(float)
+
+    def alpha_eff(self, theta):
+        """Effective initialization, shape (B, d).
+
+        `D = 2`: `alpha_eff = sqrt(u v)` (THEORY.md). `D > 2`: the value of
+        `alpha` that the gradient-flow invariant `u**(2-D) + v**(2-D) = 2 alpha**(2-D)`
+        assigns to the current state; it tends to `sqrt(u v)` as `D -> 2`.
+        """
+        u, v = theta[:, 0], theta[:, 1]
+        if self.depth == 2:
+            return np.sqrt(u * v)
+        k = 2 - self.depth
+        return ((u**k + v**k) / 2) ** (1 / k)
+
+    def check_init(self, theta0):
+        positive(theta0, "theta0")
+
+
+def Squares():
+    """`beta = u*u - v*v`: the default model, `Depth(2)`."""
+    return Depth(2)
+
+
+@dataclass(frozen=True)
+class Product:
+    """`beta = u * v` with an arbitrary initialization `(u0, v0)` per coordinate.
+
+    `init(alpha)` gives `u0 = alpha, v0 = 0` (the SAM literature, Andriushchenko &
+    Flammarion 2022); pass `theta0` to `run` for other, e.g. unbalanced, inits.
+    """
+
+    positive = False
+
+    def beta(self, theta):
+        """`beta = u v`."""
+        return theta[:, 0] * theta[:, 1]
+
+    def jac(self, theta):
+        """`(d beta/du, d beta/dv) = (v, u)`."""
+        return theta[:, ::-1]
+
+    def curvature(self, theta, g, w):
+        """`sum_i g_i (d^2 beta_i/d theta^2) w = g * (w_v, w_u)`."""
+        return g[:, None, :] * w[:, ::-1]
+
+    def init(self, alpha, d):
+        """`u = alpha, v = 0`; returns shape (B, 2, d)."""
+        a = np.broadcast_to(alpha[:, None] if alpha.ndim == 1 else alpha, (alpha.shape[0], d))
+        return np.stack([a, np.zeros_like(a)], axis=1).astype(float)
+
+    def alpha_eff(self, theta):
+        """Undefined for the product model (`u v` changes sign): None."""
+        return None
+
+    def check_init(self, theta0):
+        pass
+
+
+MODELS = {"squares": Squares, "depth": Depth, "product": Product}

@@ -1,0 +1,202 @@
+"""Regression problems: data, the loss `L(beta) = ||X beta - y||^2 / (2n)` and its gradient.
+
+A `Problem` holds `P` problems of the same shape stacked on a leading axis
+(`P = 1` for a single data set); a run batch uses problem `b` for run `b`, or
+the single problem for every run.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._checks import InputError, finite_array, positive
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Least-squares data for a diagonal linear network.
+
+    Attributes
+    ----------
+    X : ndarray, shape (P, n, d)
+        Training inputs.
+    y : ndarray, shape (P, n)
+        Training targets.
+    X_test : ndarray, shape (P, m, d), or None
+    y_test : ndarray, shape (P, m), or None
+    beta_star : ndarray, shape (P, d), or None
+        The planted regressor, when known.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    X_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    beta_star: np.ndarray | None = None
+
+    @property
+    def P(self):
+        """Number of stacked problems."""
+        return self.X.shape[0]
+
+    @property
+    def n(self):
+        return self.X.shape[1]
+
+    @property
+    def d(self):
+        return self.X.shape[2]
+
+    def apply(self, beta, test=False):
+        """`X beta` for each run: `beta` of shape (B, d) to shape (B, n) (or (B, m) with `test`)."""
+        X = self.X_test if test else self.X
+        if X.shape[0] == 1:
+            return beta @ X[0].T
+        return np.matmul(X, beta[..., None])[..., 0]
+
+    def residual(self, beta, test=False):
+        """`r = X beta - y` for each run.
+
+        Parameters
+        ----------
+        beta : ndarray, shape (B, d)
+        test : bool
+            Use the test set.
+
+        Returns
+        -------
+        ndarray, shape (B, n) (or (B, m) with `test`)
+        """
+        y = self.y_test if test else self.y
+        return self.apply(beta, test) - (y[0] if y.shape[0] == 1 else y)
+
+    def loss(self, beta, test=False):
+        """`L(beta) = ||X beta - y||^2 / (2n)`, shape (B,)."""
+        r = self.residual(beta, test)
+        return 0.5 * np.einsum("bn,bn->b", r, r) / r.shape[-1]
+
+    def XT(self, r):
+        """`X^T r / n` for residuals `r` of shape (B, n); returns shape (B, d)."""
+        if self.P == 1:
+            return (r @ self.X[0]) / self.n
+        return np.matmul(r[:, None, :], self.X)[:, 0, :] / self.n
+
+    def grad(self, beta):
+        """`g(beta) = X^T (X beta - y) / n`, shape (B, d), and the loss, shape (B,)."""
+        r = self.residual(beta)
+        return self.XT(r), 0.5 * np.einsum("bn,bn->b", r, r) / self.n
+
+    def take(self, idx):
+        """The problems of runs `idx` (unchanged when one problem serves every run)."""
+        if self.P == 1:
+            return self
+        pick = lambda a: None if a is None else a[idx]  # noqa: E731
+        return Problem(self.X[idx], self.y[idx], pick(self.X_test), pick(self.y_test), pick(self.beta_star))
+
+    def __getitem__(self, i):
+        """Problem `i` alone, as a `Problem` with `P = 1`."""
+        return self.take(np.atleast_1d(np.arange(self.P)[i]))
+
+    @classmethod
+    def from_arrays(cls, X, y, X_test=None, y_test=None, beta_star=None):
+        """Validate user arrays (single `(n, d)` or stacked `(P, n, d)`) into a `Problem`."""
+        X = finite_array(X, "X", ndim=(2, 3))
+        single = X.ndim == 2
+        X = X[None] if single else X
+        P, n, d = X.shape
+        if n < 1 or d < 1:
+            raise InputError(f"`X` must have at least one row and one column; got shape {X.shape}")
+
+        def vec(a, name, length, what):
+            a = finite_array(a, name, ndim=1 if single else 2)
+            a = a[None] if single else a
+            if a.shape != (P, length):
+                want = (length,) if single else (P, length)
+                raise InputError(f"`{name}` must have shape {want} ({what}); got {a.shape[1:] if single else a.shape}")
+            return a
+
+        y = vec(y, "y", n, "one target per row of `X`")
+        if (X_test is None) != (y_test is None):
+            raise InputError("`X_test` and `y_test` must be given together")
+        if X_test is not None:
+            X_test = finite_array(X_test, "X_test", ndim=2 if single else 3)
+            X_test = X_test[None] if single else X_test
+            if X_test.shape[0] != P or X_test.shape[2] != d:
+                raise InputError(f"`X_test` must have {d} columns like `X`; got shape {X_test.shape[-2:]}")
+            y_test = vec(y_test, "y_test", X_test.shape[1], "one target per row of `X_test`")
+        if beta_star is not None:
+            beta_star = vec(beta_star, "beta_star", d, "one entry per column of `X`")
+        if not np.any(y):
+            raise InputError("`y` must not be all zeros (the loss is already 0 at beta = 0)")
+        return cls(X, y, X_test, y_test, beta_star)
+
+
+def make_problem(n=40, d=200, s=5, noise=0.0, seed=0, n_test=1000):
+    """The default sparse regression problem (Woodworth et al. 2020).
+
+    `X` has i.i.d. N(0, 1) entries, `beta_star` has `s` entries equal to
+    `1/sqrt(s)` on a random support, `y = X beta_star + noise * xi` with
+    `xi ~ N(0, I)`; the test set is drawn the same way. All draws come from
+    `numpy.random.default_rng(seed)`, in the order X, support, noise,
+    X_test, test noise.
+
+    Parameters
+    ----------
+    n, d, s : int
+        Samples, dimension and sparsity, `1 <= s <= d`.
+    noise : float
+        Standard deviation of the label noise, `>= 0`.
+    seed : int or sequence of int
+        One problem per seed, stacked on the leading axis.
+    n_test : int
+        Test samples (0 for no test set).
+    """
+    for name, v, lo in (("n", n, 1), ("d", d, 1), ("s", s, 1), ("n_test", n_test, 0)):
+        if not isinstance(v, (int, np.integer)) or v < lo:
+            raise InputError(f"`{name}` must be an integer >= {lo}; got {v!r}")
+    if s > d:
+        raise InputError(f"`s` must satisfy 1 <= s <= d = {d}; got {s}")
+    positive(noise, "noise", allow_zero=True)
+    seeds = np.atleast_1d(np.asarray(seed))
+    if seeds.ndim != 1 or not np.issubdtype(seeds.dtype, np.integer) or np.any(seeds < 0):
+        raise InputError(f"`seed` must be a non-negative integer or a list of them; got {seed!r}")
+    parts = []
+    for sd in seeds:
+        rng = np.random.default_rng(int(sd))
+        X = rng.standard_normal((n, d))
+        beta = np.zeros(d)
+        beta[rng.choice(d, s, replace=False)] = 1 / np.sqrt(s)
+        y = X @ beta + noise * rng.standard_normal(n)
+        Xt = rng.standard_normal((n_test, d))
+        yt = Xt @ beta + noise * rng.standard_normal(n_test)
+        parts.append((X, y, Xt, yt, beta))
+    X, y, Xt, yt, beta = (np.stack(a) for a in zip(*parts))
+    if n_test == 0:
+        Xt = yt = None
+    return Problem(X, y, Xt, yt, beta)
+
+
+def load_problem(path):
+    """Load a problem from an `.npz` file without pickle.
+
+    Keys: `X` (n, d) and `y` (n,), optional `X_test`, `y_test` and
+    `beta_star`. Any other key is an error, so a misspelt key is not ignored.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"`data` must be an existing .npz file; {str(path)!r} does not exist")
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except ValueError as e:  # object arrays need pickle
+        raise InputError(f"`data` file {str(path)!r} holds object arrays, which are refused (no pickle): {e}") from None
+    except Exception as e:  # noqa: BLE001 - any unreadable file
+        raise InputError(f"`data` must be a readable .npz file; {str(path)!r}: {e}") from None
+    allowed = {"X", "y", "X_test", "y_test", "beta_star"}
+    missing = {"X", "y"} - arrays.keys()
+    if missing:
+        raise InputError(f"`data` file {str(path)!r} lacks key(s) {sorted(missing)}; it must hold `X` and `y`")
+    extra = arrays.keys() - allowed
+    if extra:
+        raise InputError(f"`data` file {str(path)!r} has unknown key(s) {sorted(extra)}; allowed: {sorted(allowed)}")
+    return Problem.from_arrays(**arrays)
