@@ -57,13 +57,15 @@ class Depth:
     def alpha_eff(self, theta):
         """Effective initialization, shape (B, d).
 
-        `D = 2`: `alpha_eff = sqrt(u v)` (THEORY.md). `D > 2`: the value of
+        `D = 2`: `alpha_eff = sqrt(u v)` (THEORY.md); NaN where a discrete step
+        made `u v < 0` (a step with `2 eta |g| > 1`), where it is undefined. `D > 2`: the value of
         `alpha` that the gradient-flow invariant `u**(2-D) + v**(2-D) = 2 alpha**(2-D)`
         assigns to the current state; it tends to `sqrt(u v)` as `D -> 2`.
         """
         u, v = theta[:, 0], theta[:, 1]
         if self.depth == 2:
-            return np.sqrt(u * v)
+            uv = u * v
+            return np.sqrt(np.where(uv >= 0, uv, np.nan))
         k = 2 - self.depth
         return ((u**k + v**k) / 2) ** (1 / k)
 
