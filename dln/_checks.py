@@ -32,7 +32,7 @@ def positive(x, name, *, allow_zero=False):
     bad = a < 0 if allow_zero else a <= 0
     if np.any(bad):
         rng = "0 <= " if allow_zero else "0 < "
-        raise InputError(f"`{name}` must satisfy {rng}{name}; got {a[bad].ravel()[0]!r}")
+        raise InputError(f"`{name}` must satisfy {rng}{name}; got {a[bad].ravel()[0].item()!r}")
     return a
 
 

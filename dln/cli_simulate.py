@@ -1,0 +1,395 @@
+"""`dln simulate` and `dln solve`: one run, or one implicit-bias solve, from the command line.
+
+    dln simulate [--data FILE.npz | --n N --d D --s S --noise SIGMA --seed K]
+                 [--algorithm {gd,gr,fgr,bgr,sam,usam,flood,fgr-norm}]
+                 [--alpha A | --alpha FILE.npy] [--gamma G] [--eps E] [--rho R] [--flood B]
+                 [--flow | --steps --eta H] [--max-steps N] [--max-time T]
+                 [--loss-tol TOL [--absolute-loss-tol]] [--save-at T1,T2,...]
+                 [--param {squares,product,depth}] [--depth D] [--u0 V] [--v0 V] [--json]
+    dln solve    [--data FILE.npz | --n ...] --alpha A [--objective {q,l1,l2}] [--json]
+
+The CLI parses into the same objects `dln.run` takes: the algorithm comes from
+the registry `dln.algorithms.ALGORITHMS` and receives exactly the
+hyperparameters its signature names; a hyperparameter given that the chosen
+algorithm (or integrator, or model) does not use draws a one-line warning on
+stderr. Bad input raises `InputError`, which `dln.cli` prints as one line
+naming the flag and its allowed range (exit code 2).
+"""
+import argparse
+import inspect
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import algorithms as _alg
+from ._checks import InputError
+from .bias import Q_alpha, min_l1, min_l2, solve_dual
+from .integrate import Flow, Steps, run
+from .models import Depth, Product
+from .problem import load_problem, make_problem
+
+#: CLI flag (argparse dest) -> keyword of the algorithm factories
+HYPER = {"gamma": "gamma", "eps": "eps", "rho": "rho", "flood": "b"}
+
+#: library argument names (as they appear in backticks in `InputError`) -> CLI flag
+FLAGS = {
+    "alpha": "--alpha", "gamma": "--gamma", "eps": "--eps", "rho": "--rho", "b": "--flood",
+    "eta": "--eta", "max_steps": "--max-steps", "max_time": "--max-time", "loss_tol": "--loss-tol",
+    "depth": "--depth", "data": "--data", "n": "--n", "d": "--d", "s": "--s", "noise": "--noise",
+    "seed": "--seed", "n_test": "--n-test", "theta0": "--u0/--v0", "algorithm": "--algorithm",
+    "save_at": "--save-at", "normalized": "--algorithm",
+}
+
+#: problem-generation flags and their defaults (those of `make_problem`)
+GENERATED = {"n": 40, "d": 200, "s": 5, "noise": 0.0, "seed": 0, "n_test": 1000}
+
+
+def _flagify(message):
+    """Rewrite library argument names in backticks (`alpha`) as CLI flags (`--alpha`), on one line."""
+    message = re.sub(r"`([A-Za-z_0-9]+)`", lambda m: f"`{FLAGS.get(m.group(1), m.group(1))}`", str(message))
+    return " ".join(message.split())
+
+
+def _number(kind=float, lo=None, hi=None, lo_open=False, allow_inf=False):
+    """argparse `type=` for a number in a range; errors name the range (argparse adds the flag)."""
+    rng = []
+    if lo is not None:
+        rng.append(f"{'>' if lo_open else '>='} {lo}")
+    if hi is not None:
+        rng.append(f"<= {hi}")
+    what = ("an integer" if kind is int else "a number") + (" " + " and ".join(rng) if rng else "")
+
+    def parse(text):
+        try:
+            v = kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}") from None
+        if kind is float and (math.isnan(v) or (math.isinf(v) and not allow_inf)):
+            raise argparse.ArgumentTypeError(f"must be {what} (finite); got {text!r}")
+        if lo is not None and (v <= lo if lo_open else v < lo) or hi is not None and v > hi:
+            raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}")
+        return v
+
+    parse.__name__ = what
+    return parse
+
+
+def _alpha_arg(text):
+    """`--alpha`: a number > 0, or a path to a `.npy` file (checked once `d` is known)."""
+    if text.endswith(".npy"):
+        return text
+    return _number(float, 0, lo_open=True)(text)
+
+
+def _times(text):
+    """`--save-at`: comma-separated non-negative times in increasing order."""
+    try:
+        t = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers >= 0, e.g. 0.1,1,10; got {text!r}") from None
+    if any(not math.isfinite(x) or x < 0 for x in t) or any(b < a for a, b in zip(t, t[1:])):
+        raise argparse.ArgumentTypeError(f"must be finite times >= 0 in increasing order; got {text!r}")
+    return t
+
+
+def _problem_arguments(parser):
+    g = parser.add_argument_group("problem (either --data or the generated default problem)")
+    g.add_argument("--data", metavar="FILE.npz",
+                   help="data file with keys X (n, d), y (n,), optional X_test, y_test, beta_star")
+    g.add_argument("--n", type=_number(int, 1), help="training samples (default 40)")
+    g.add_argument("--d", type=_number(int, 1), help="dimension (default 200)")
+    g.add_argument("--s", type=_number(int, 1), help="sparsity of beta_star, 1 <= s <= d (default 5)")
+    g.add_argument("--noise", type=_number(float, 0), help="label noise standard deviation >= 0 (default 0)")
+    g.add_argument("--seed", type=_number(int, 0), help="random seed >= 0 (default 0)")
+    g.add_argument("--n-test", dest="n_test", type=_number(int, 0), help="test samples >= 0 (default 1000)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
+
+
+def add_arguments(parser, cmd):
+    """Flags of `dln simulate` (`cmd == "simulate"`) or `dln solve`."""
+    _problem_arguments(parser)
+    if cmd == "solve":
+        parser.add_argument("--alpha", type=_alpha_arg, metavar="A|FILE.npy",
+                            help="initialization scale > 0, or a .npy file of d positive numbers (objective q)")
+        parser.add_argument("--objective", choices=("q", "l1", "l2"), default="q",
+                            help="q: argmin Q_alpha (default); l1 / l2: minimum-norm interpolator")
+        return
+    a = parser.add_argument_group("algorithm")
+    a.add_argument("--algorithm", choices=list(_alg.ALGORITHMS), default="gd", help="update direction (default gd)")
+    a.add_argument("--alpha", type=_alpha_arg, metavar="A|FILE.npy",
+                   help="initialization scale > 0 (default 1), or a .npy file of d positive numbers")
+    a.add_argument("--gamma", type=_number(float, 0), help="GR strength >= 0 (gr, fgr, bgr, fgr-norm)")
+    a.add_argument("--eps", type=_number(float), help="finite-difference ascent step (fgr: nonzero; bgr, fgr-norm: > 0)")
+    a.add_argument("--rho", type=_number(float, 0, lo_open=True), help="SAM radius > 0 (sam, usam)")
+    a.add_argument("--flood", type=_number(float, 0), help="flood level b >= 0 (flood; needs --steps)")
+    i = parser.add_argument_group("integrator")
+    mode = i.add_mutually_exclusive_group()
+    mode.add_argument("--flow", dest="steps", action="store_false", help="continuous-time flow (default)")
+    mode.add_argument("--steps", dest="steps", action="store_true", help="discrete steps theta -= eta D(theta)")
+    parser.set_defaults(steps=False)
+    i.add_argument("--eta", type=_number(float, 0, lo_open=True), help="step size > 0 (with --steps; default 0.01)")
+    i.add_argument("--max-steps", dest="max_steps", type=_number(int, 1),
+                   help="cap on steps (accepted steps for --flow); default 100000 (steps), 200000 (flow)")
+    i.add_argument("--max-time", dest="max_time", type=_number(float, 0, lo_open=True, allow_inf=True),
+                   help="time cap > 0 (default inf; with --steps it caps the steps at max_time / eta)")
+    i.add_argument("--loss-tol", dest="loss_tol", type=_number(float, 0),
+                   help="stop once train loss <= loss_tol * L(theta0) (default 1e-14); 0 runs to the cap")
+    i.add_argument("--absolute-loss-tol", dest="absolute", action="store_true",
+                   help="--loss-tol is an absolute loss, not relative to the initial loss")
+    i.add_argument("--save-at", dest="save_at", type=_times, metavar="T1,T2,...",
+                   help="also record beta and the losses at these times (t = eta k for --steps)")
+    m = parser.add_argument_group("model")
+    m.add_argument("--param", choices=("squares", "product", "depth"), default="squares",
+                   help="beta = u*u - v*v (default), u*v, or u**D - v**D")
+    m.add_argument("--depth", type=_number(int, 2), help="D >= 2 for --param depth (default 3)")
+    m.add_argument("--u0", type=_number(float), help="initial u, broadcast to every coordinate (default alpha)")
+    m.add_argument("--v0", type=_number(float),
+                   help="initial v, broadcast to every coordinate (default alpha; 0 for --param product)")
+
+
+def _warn(cmd, text):
+    sys.stderr.write(f"dln {cmd}: warning: {' '.join(text.split())}\n")
+
+
+def _load(args, cmd):
+    """The problem: from `--data`, or generated from `--n --d --s --noise --seed`."""
+    given = [k for k in GENERATED if getattr(args, k) is not None]
+    if args.data is not None:
+        if given:
+            _warn(cmd, f"{', '.join('--' + k.replace('_', '-') for k in given)} "
+                       f"{'has' if len(given) == 1 else 'have'} no effect with --data")
+        try:
+            return load_problem(args.data)
+        except InputError as e:
+            msg = _flagify(e)
+            raise InputError(msg if "`--data`" in msg else f"`--data` file {args.data!r}: {msg}") from None
+    kw = {k: GENERATED[k] if getattr(args, k) is None else getattr(args, k) for k in GENERATED}
+    return make_problem(**kw)
+
+
+def _alpha(value, d, default=1.0):
+    """`--alpha` as a float, or as shape (1, d) from a `.npy` file of `d` positive numbers."""
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise InputError(f"`--alpha` must be a number > 0 or an existing .npy file; {value!r} does not exist")
+    try:
+        a = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file
+        raise InputError(f"`--alpha` file {value!r} is not a readable .npy array of numbers: {e}") from None
+    if a.shape != (d,) or not np.issubdtype(a.dtype, np.number):
+        raise InputError(f"`--alpha` file {value!r} must hold {d} numbers (one per coordinate, shape ({d},)); "
+                         f"got {a.dtype} of shape {a.shape}")
+    a = a.astype(float)
+    if not np.all(np.isfinite(a) & (a > 0)):
+        raise InputError(f"`--alpha` file {value!r} must hold finite numbers > 0; "
+                         f"got {a[~(np.isfinite(a) & (a > 0))][0]!r}")
+    return a[None, :]
+
+
+def _algorithm(args, cmd):
+    """The algorithm object from the registry, with the hyperparameters its factory takes."""
+    factory = _alg.ALGORITHMS[args.algorithm]
+    params = inspect.signature(factory).parameters
+    kw, unused = {}, []
+    for flag, name in HYPER.items():
+        v = getattr(args, flag)
+        if v is None:
+            continue
+        if name in params:
+            kw[name] = v
+        else:
+            unused.append(f"--{flag}")
+    if unused:
+        takes = ", ".join(f"--{f}" for f, n in HYPER.items() if n in params) or "no hyperparameter"
+        _warn(cmd, f"{', '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect on "
+                   f"--algorithm {args.algorithm} (it takes {takes})")
+    missing = [f"--{f}" for f, n in HYPER.items()
+               if n in params and n not in kw and params[n].default is inspect.Parameter.empty]
+    if missing:
+        raise InputError(f"`{missing[0]}` is required by --algorithm {args.algorithm} "
+                         f"({_RANGES[missing[0]]})")
+    try:
+        return factory(**kw)
+    except InputError as e:
+        raise InputError(_flagify(e)) from None
+
+
+_RANGES = {"--gamma": "gamma >= 0", "--eps": "eps > 0", "--rho": "rho > 0", "--flood": "b >= 0"}
+
+
+def _model(args, cmd):
+    if args.param == "depth":
+        return Depth(3 if args.depth is None else args.depth)
+    if args.depth is not None:
+        _warn(cmd, f"--depth has no effect with --param {args.param} (use --param depth)")
+    return Product() if args.param == "product" else Depth(2)
+
+
+def _theta0(args, model, d, cmd):
+    """`(u0, v0)` broadcast to shape (2, d), or None for the model's own `init(alpha)`."""
+    if args.u0 is None and args.v0 is None:
+        return None
+    alpha = _alpha(args.alpha, d)
+    if args.u0 is not None and args.v0 is not None and args.alpha is not None:
+        _warn(cmd, "--alpha has no effect when both --u0 and --v0 are given")
+    theta0 = model.init(np.atleast_1d(np.asarray(alpha, float)), d)[0]
+    if args.u0 is not None:
+        theta0[0] = args.u0
+    if args.v0 is not None:
+        theta0[1] = args.v0
+    if model.positive and not np.all(theta0 > 0):
+        raise InputError(f"`--u0/--v0` must be > 0 for --param {args.param} (u, v stay positive); "
+                         f"got u0 = {theta0[0, 0]:g}, v0 = {theta0[1, 0]:g}")
+    return theta0
+
+
+def _integrator(args, cmd):
+    if args.steps:
+        eta = 0.01 if args.eta is None else args.eta
+        cap = 100_000 if args.max_steps is None else args.max_steps
+        if args.max_time is not None and math.isfinite(args.max_time):
+            cap = min(cap, max(1, int(math.floor(args.max_time / eta + 1e-9))))
+        return Steps(eta, cap)
+    if args.eta is not None:
+        _warn(cmd, "--eta has no effect with --flow (use --steps --eta H)")
+    kw = {}
+    if args.max_time is not None:
+        kw["max_time"] = args.max_time
+    if args.max_steps is not None:
+        kw["max_steps"] = args.max_steps
+    return Flow(**kw)
+
+
+def _clean(a):
+    """JSON-ready: arrays to lists, non-finite numbers to null."""
+    if a is None:
+        return None
+    a = np.asarray(a)
+    if a.dtype.kind in "fc":
+        obj = a.astype(object)
+        obj[~np.isfinite(a)] = None
+        return obj.tolist()
+    return a.tolist()
+
+
+def _scalar(x):
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _simulate(args, cmd):
+    problem = _load(args, cmd)
+    d = problem.d
+    if problem.P != 1:
+        raise InputError(f"`--data` must hold one problem (X of shape (n, d)); got {problem.P} stacked")
+    algorithm = _algorithm(args, cmd)
+    integrator = _integrator(args, cmd)
+    if getattr(algorithm, "discrete_only", False) and isinstance(integrator, Flow):
+        raise InputError(f"`--algorithm` {args.algorithm} is defined for discrete steps only (its direction "
+                         "jumps); use --steps --eta H with eta > 0")
+    model = _model(args, cmd)
+    theta0 = _theta0(args, model, d, cmd)
+    alpha = _alpha(args.alpha, d)
+    if args.absolute and args.loss_tol is None:
+        _warn(cmd, "--absolute-loss-tol applies to the default --loss-tol 1e-14")
+    try:
+        res = run(problem, algorithm, integrator, model=model, alpha=alpha, theta0=theta0,
+                  save_at=args.save_at or (), loss_tol=1e-14 if args.loss_tol is None else args.loss_tol,
+                  relative=not args.absolute)
+    except InputError as e:
+        raise InputError(_flagify(e)) from None
+    status = str(res.status[0])
+    if status == "diverged" and isinstance(integrator, Steps):
+        msg = _flagify(res.message[0]).replace("try eta <", "the stable range is 0 < `--eta` <")
+        raise InputError(f"the run diverged: {msg}")
+    f = res.final
+    out = {
+        "beta": _clean(f.beta[0]),
+        "alpha_eff": None if f.alpha_eff is None else _clean(f.alpha_eff[0]),
+        "train_loss": _scalar(f.train_loss[0]),
+        "test_loss": None if f.test_loss is None else _scalar(f.test_loss[0]),
+        "grad_norm": _scalar(f.grad_norm[0]),
+        "status": status,
+        "message": " ".join(str(res.message[0]).split()),
+        "t_final": _scalar(res.t_final[0]),
+        "steps": int(res.steps[0]),
+        "grad_evals": int(res.grad_evals[0]),
+        "algorithm": args.algorithm,
+        "hyperparameters": {k: float(v) for k, v in _alg.hyperparameters(algorithm).items()},
+        "integrator": "steps" if isinstance(integrator, Steps) else "flow",
+        "eta": float(integrator.eta) if isinstance(integrator, Steps) else None,
+        "param": args.param,
+        "depth": model.depth if isinstance(model, Depth) else None,
+        "alpha": _clean(alpha[0]) if isinstance(alpha, np.ndarray) else float(alpha),
+        "loss_tol": 1e-14 if args.loss_tol is None else args.loss_tol,
+        "relative_loss_tol": not args.absolute,
+        "n": problem.n, "d": d,
+    }
+    if args.save_at:
+        s = res.saved
+        out["saved"] = {"t": _clean(res.t[0]), "beta": _clean(s.beta[0]), "train_loss": _clean(s.train_loss[0]),
+                        "test_loss": None if s.test_loss is None else _clean(s.test_loss[0]),
+                        "alpha_eff": None if s.alpha_eff is None else _clean(s.alpha_eff[0])}
+    if status not in ("converged", "max_time", "max_steps"):
+        _warn(cmd, f"run ended with status {status}: {out['message']}")
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    beta = f.beta[0]
+    top = np.argsort(-np.abs(beta))[:5]
+    print(f"{args.algorithm} {out['integrator']} on n = {problem.n}, d = {d} ({args.param}): {status} "
+          f"at t = {res.t_final[0]:.6g} after {out['steps']} steps, {out['grad_evals']} gradient evaluations")
+    print(f"  train loss {f.train_loss[0]:.3e}" + ("" if f.test_loss is None else f", test loss {f.test_loss[0]:.3e}")
+          + f", ||beta||_1 = {np.abs(beta).sum():.6g}")
+    print("  largest |beta_i|: " + ", ".join(f"beta[{i}] = {beta[i]:.6g}" for i in top))
+    if f.alpha_eff is not None:
+        ae = f.alpha_eff[0]
+        print(f"  alpha_eff(t_final): min {np.nanmin(ae):.4g}, median {np.nanmedian(ae):.4g}, max {np.nanmax(ae):.4g}")
+    print(f"  {out['message']}")
+    return 0
+
+
+def _solve(args, cmd):
+    problem = _load(args, cmd)
+    if problem.P != 1:
+        raise InputError(f"`--data` must hold one problem (X of shape (n, d)); got {problem.P} stacked")
+    out = {"objective": args.objective}
+    if args.objective == "q":
+        if args.alpha is None:
+            raise InputError("`--alpha` is required for --objective q (a number > 0 or a .npy file of d positive numbers)")
+        alpha = _alpha(args.alpha, problem.d)
+        sol = solve_dual(problem, alpha)
+        beta = sol.beta[0]
+        out.update(alpha=_clean(alpha[0]) if isinstance(alpha, np.ndarray) else float(alpha),
+                   converged=bool(sol.converged[0]), iterations=int(sol.iterations[0]),
+                   Q_alpha=_scalar(Q_alpha(beta[None], alpha)[0]), nu=_clean(sol.nu[0]))
+    else:
+        if args.alpha is not None:
+            _warn(cmd, f"--alpha has no effect with --objective {args.objective}")
+        beta = (min_l1 if args.objective == "l1" else min_l2)(problem)[0]
+    res = float(np.abs(problem.residual(beta[None])[0]).max())
+    out = {"beta": _clean(beta), "residual": res, **out,
+           "l1_norm": float(np.abs(beta).sum()), "l2_norm": float(np.sqrt(beta @ beta)),
+           "test_loss": None if problem.X_test is None else _scalar(problem.loss(beta[None], test=True)[0]),
+           "n": problem.n, "d": problem.d}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    top = np.argsort(-np.abs(beta))[:5]
+    print(f"{args.objective} interpolator on n = {problem.n}, d = {problem.d}: max |X beta - y| = {res:.3e}, "
+          f"||beta||_1 = {out['l1_norm']:.6g}, ||beta||_2 = {out['l2_norm']:.6g}")
+    print("  largest |beta_i|: " + ", ".join(f"beta[{i}] = {beta[i]:.6g}" for i in top))
+    return 0
+
+
+def main(args, cmd):
+    """Run `dln simulate` or `dln solve` on parsed `args`; returns the exit code."""
+    return (_solve if cmd == "solve" else _simulate)(args, cmd)
