@@ -1,0 +1,169 @@
+"""Update directions of the GR family against THEORY.md's formulas, computed here independently.
+
+The identities (USAM = F-GR(rho, rho), B-GR = F-GR with -eps, GD = GR(0),
+SAM = NormGR(rho, rho)) hold by construction in `dln.algorithms` (aliases), so
+each is checked against the formula of THEORY.md evaluated directly from
+`grad L`, not against the alias it is built from. Those agree to round-off: the
+only difference is the order of floating-point operations, e.g. F-GR with
+`gamma = eps` forms `G + (Gp - G)` where USAM's formula is `Gp`, an error of at
+most a few ulps of `|G| + |Gp|`. The tolerance is 8 ulps of that scale.
+"""
+import numpy as np
+import pytest
+
+import dln
+from conftest import EPS, check_fd
+from dln.objective import Objective
+
+MODELS = {"squares": dln.Squares(), "depth3": dln.Depth(3), "product": dln.Product()}
+
+
+def _setup(name, rng, B=3):
+    model = MODELS[name]
+    p = dln.make_problem(n=6, d=9, s=2, seed=4)
+    theta = rng.uniform(0.2, 1.0, (B, 2, p.d))
+    if not model.positive:
+        theta *= rng.choice([-1, 1], theta.shape)
+    return Objective(p, model), theta
+
+
+def _roundoff(*arrays):
+    """8 ulps of the largest magnitude that entered the computation."""
+    return 8 * EPS * max(np.abs(a).max() for a in arrays)
+
+
+def _grad(obj, theta):
+    return obj.grad(theta).theta
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_usam_is_fgr_with_gamma_eps_rho(name, rng):
+    obj, theta = _setup(name, rng)
+    rho = np.array([0.01, 0.1, 0.5])
+    G = _grad(obj, theta)
+    Gp = _grad(obj, theta + rho[:, None, None] * G)  # THEORY.md: D = grad L(theta + rho grad L)
+    for alg in (dln.USAM(rho), dln.FGR(gamma=rho, eps=rho)):
+        D, L = alg.direction(theta, obj)
+        assert np.abs(D - Gp).max() <= _roundoff(G, Gp)
+        np.testing.assert_array_equal(L, obj.loss(theta))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_bgr_is_fgr_with_negative_ascent_step(name, rng):
+    obj, theta = _setup(name, rng)
+    gamma, eps = np.array([0.3, 1.0, 2.0]), np.array([0.05, 0.1, 0.01])
+    G = _grad(obj, theta)
+    Gm = _grad(obj, theta - eps[:, None, None] * G)
+    ref = G + (gamma / eps)[:, None, None] * (G - Gm)  # THEORY.md's B-GR formula
+    scale = _roundoff(G, (gamma / eps)[:, None, None] * np.abs(G - Gm))
+    for alg in (dln.BGR(gamma, eps), dln.FGR(gamma, -eps)):
+        assert np.abs(alg.direction(theta, obj)[0] - ref).max() <= scale
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_gr_with_zero_gamma_is_gd(name, rng):
+    obj, theta = _setup(name, rng)
+    G = _grad(obj, theta)
+    for alg in (dln.GD(), dln.GR(0.0), dln.GR(np.zeros(3))):
+        np.testing.assert_array_equal(alg.direction(theta, obj)[0], G)  # no arithmetic: exactly the gradient
+        assert alg.grad_evals == 1
+    assert dln.GR(0.1).grad_evals == 2 and dln.FGR(0.1, 0.1).grad_evals == 2
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_sam_is_normgr_with_gamma_eps_rho(name, rng):
+    obj, theta = _setup(name, rng)
+    rho = np.array([0.01, 0.1, 0.5])
+    G = _grad(obj, theta)
+    norm = np.sqrt((G**2).sum(axis=(1, 2)))
+    Gp = _grad(obj, theta + (rho / norm)[:, None, None] * G)  # THEORY.md: grad L(theta + rho G/||G||)
+    for alg in (dln.SAM(rho), dln.NormGR(rho, rho)):
+        assert np.abs(alg.direction(theta, obj)[0] - Gp).max() <= _roundoff(G, Gp)
+
+
+def test_sam_perturbation_is_zero_at_a_zero_gradient():
+    # product model at u = v = 0: J = (v, u) = 0, so grad L = 0 although the loss is not 0
+    p = dln.make_problem(n=4, d=6, s=2, seed=0)
+    obj = Objective(p, dln.Product())
+    theta = np.zeros((2, 2, 6))
+    for alg in (dln.SAM(0.1), dln.NormGR(1.0, 0.1)):
+        D, L = alg.direction(theta, obj)
+        assert np.all(np.isfinite(D)) and np.all(D == 0) and np.all(L > 0)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_gr_is_the_gradient_of_the_penalized_loss(name, rng):
+    """`D_GR = grad [L + (gamma/2) ||grad L||^2]`, checked by central differences of that scalar."""
+    obj, theta = _setup(name, rng, B=1)
+    gamma = 0.7
+    w = rng.standard_normal(theta.shape)
+    D = dln.GR(gamma).direction(theta, obj)[0]
+
+    def penalized(th):
+        G = obj.grad(th)
+        return G.loss[0] + gamma / 2 * (G.theta**2).sum()
+
+    rel = check_fd(penalized, (D * w).sum(), theta, w)
+    assert rel < 1e-7
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_normgr_is_the_gradient_of_the_norm_penalty_as_eps_to_0(name, rng):
+    """`NormGR(gamma, eps) -> grad [L + gamma ||grad L||]` with error O(eps) (a forward difference)."""
+    obj, theta = _setup(name, rng, B=1)
+    gamma = 0.7
+    G = _grad(obj, theta)
+    norm = np.sqrt((G**2).sum())
+    exact = G + gamma * obj.hvp(theta, G / norm)  # grad ||grad L|| = H grad L / ||grad L||
+    eps = np.array([4e-3, 2e-3, 1e-3])
+    err = [np.abs(dln.NormGR(gamma, e).direction(theta, obj)[0] - exact).max() for e in eps]
+    slopes = np.log2(np.divide(err[:-1], err[1:]))
+    assert np.all(np.abs(slopes - 1) < 0.1), slopes
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_finite_differences_converge_to_exact_gr(name, rng):
+    """F-GR and B-GR are O(eps) from GR; their average (a central difference) is O(eps^2)."""
+    obj, theta = _setup(name, rng, B=1)
+    gamma = 0.7
+    exact = dln.GR(gamma).direction(theta, obj)[0]
+    eps = np.array([4e-3, 2e-3, 1e-3])
+    F = [dln.FGR(gamma, e).direction(theta, obj)[0] for e in eps]
+    Bk = [dln.BGR(gamma, e).direction(theta, obj)[0] for e in eps]
+    for dirs, order in ((F, 1), (Bk, 1), ([(f + b) / 2 for f, b in zip(F, Bk)], 2)):
+        err = np.array([np.abs(D - exact).max() for D in dirs])
+        slopes = np.log2(err[:-1] / err[1:])
+        assert np.all(np.abs(slopes - order) < 0.1), (order, slopes, err)
+
+
+def test_flooding_direction_flips_at_the_flood_level(small, rng):
+    obj = Objective(small, dln.Squares())
+    theta = rng.uniform(0.5, 1.0, (2, 2, small.d))
+    G = _grad(obj, theta)
+    L = obj.loss(theta)
+    b = np.array([L[0] / 2, 2 * L[1]])  # run 0 above its flood level, run 1 below
+    D, _ = dln.Flooding(b).direction(theta, obj)
+    np.testing.assert_array_equal(D[0], G[0])
+    np.testing.assert_array_equal(D[1], -G[1])
+    assert dln.Flooding(0.0).grad_evals == 1 and dln.Flooding.discrete_only
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda: dln.GR(-1.0), "`gamma`"), (lambda: dln.FGR(1.0, 0.0), "`eps`"), (lambda: dln.BGR(1.0, -0.1), "`eps`"),
+    (lambda: dln.SAM(0.0), "`rho`"), (lambda: dln.USAM(-1.0), "`rho`"), (lambda: dln.Flooding(-0.1), "`b`"),
+    (lambda: dln.NormGR(1.0, 0.0), "`eps`"), (lambda: dln.GR(np.ones((2, 2))), "`gamma`"),
+    (lambda: dln.GR(np.nan), "`gamma`"), (lambda: dln.IGR(0.0), "`eta`"),
+])
+def test_bad_hyperparameters_name_the_argument(make, name):
+    with pytest.raises(dln.InputError, match=name):
+        make()
+
+
+def test_registry_builds_every_algorithm():
+    """The CLI's registry: every name maps to a factory that returns an object with `direction`."""
+    from dln.algorithms import ALGORITHMS
+    assert set(ALGORITHMS) == {"gd", "gr", "fgr", "bgr", "sam", "usam", "flood", "fgr-norm"}
+    kw = {"gd": {}, "gr": dict(gamma=0.1), "fgr": dict(gamma=0.1, eps=0.1), "bgr": dict(gamma=0.1, eps=0.1),
+          "sam": dict(rho=0.1), "usam": dict(rho=0.1), "flood": dict(b=0.1), "fgr-norm": dict(gamma=0.1, eps=0.1)}
+    for name, f in ALGORITHMS.items():
+        assert hasattr(f(**kw[name]), "direction")

@@ -1,0 +1,95 @@
+"""Problems: the default generator, user arrays, `.npz` loading and validation, the loss."""
+import numpy as np
+import pytest
+
+import dln
+
+
+def test_make_problem_is_reproducible_from_the_seed():
+    a, b = dln.make_problem(n=6, d=15, s=3, noise=0.1, seed=7), dln.make_problem(n=6, d=15, s=3, noise=0.1, seed=7)
+    for name in ("X", "y", "X_test", "y_test", "beta_star"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    c = dln.make_problem(n=6, d=15, s=3, noise=0.1, seed=8)
+    assert not np.array_equal(a.X, c.X)
+
+
+def test_make_problem_follows_theory_md():
+    """THEORY.md: s entries equal to 1/sqrt(s), y = X beta_star without noise; draws from default_rng(seed)."""
+    p = dln.make_problem(n=6, d=15, s=3, seed=3, n_test=4)
+    assert p.X.shape == (1, 6, 15) and p.y.shape == (1, 6) and p.X_test.shape == (1, 4, 15)
+    bs = p.beta_star[0]
+    np.testing.assert_array_equal(np.sort(bs[bs != 0]), np.full(3, 1 / np.sqrt(3)))
+    assert np.count_nonzero(bs) == 3
+    # y is X beta_star to round-off (a sum of 3 products of O(1) numbers)
+    np.testing.assert_allclose(p.y[0], p.X[0] @ bs, rtol=0, atol=1e-14)
+    # the first draw of default_rng(seed) is X
+    np.testing.assert_array_equal(p.X[0], np.random.default_rng(3).standard_normal((6, 15)))
+
+
+def test_seed_list_stacks_the_single_problems():
+    stacked = dln.make_problem(n=5, d=9, s=2, seed=[4, 2, 9])
+    assert stacked.P == 3
+    for i, sd in enumerate([4, 2, 9]):
+        one = dln.make_problem(n=5, d=9, s=2, seed=sd)
+        for name in ("X", "y", "X_test", "y_test", "beta_star"):
+            np.testing.assert_array_equal(getattr(stacked[i], name), getattr(one, name))
+
+
+def test_loss_and_gradient_against_direct_formulas(small, rng):
+    beta = rng.standard_normal((3, small.d))
+    X, y = small.X[0], small.y[0]
+    r = beta @ X.T - y
+    np.testing.assert_allclose(small.loss(beta), (r**2).sum(axis=1) / (2 * small.n), rtol=1e-13)
+    g, L = small.grad(beta)
+    np.testing.assert_allclose(g, r @ X / small.n, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(L, small.loss(beta), rtol=1e-14)
+
+
+def test_load_valid_npz_roundtrip(npz, small):
+    path = npz(X=small.X[0], y=small.y[0], X_test=small.X_test[0], y_test=small.y_test[0],
+               beta_star=small.beta_star[0])
+    p = dln.load_problem(path)
+    for name in ("X", "y", "X_test", "y_test", "beta_star"):
+        np.testing.assert_array_equal(getattr(p, name), getattr(small, name))
+    only = dln.load_problem(npz("min.npz", X=small.X[0], y=small.y[0]))
+    assert only.X_test is None and only.beta_star is None
+
+
+@pytest.mark.parametrize("case, arrays, words", [
+    ("missing key", dict(X=np.ones((3, 4))), ["lacks", "'y'"]),
+    ("extra key", dict(X=np.ones((3, 4)), y=np.ones(3), Y_test=np.ones(3)), ["unknown", "Y_test"]),
+    ("NaN", dict(X=np.array([[1.0, np.nan], [0.0, 1.0]]), y=np.ones(2)), ["`X`", "finite", "1 NaN"]),
+    ("shape mismatch", dict(X=np.ones((3, 4)), y=np.ones(4)), ["`y`", "(3,)"]),
+    ("test columns", dict(X=np.ones((3, 4)), y=np.ones(3), X_test=np.ones((2, 5)), y_test=np.ones(2)),
+     ["`X_test`", "4 columns"]),
+    ("test alone", dict(X=np.ones((3, 4)), y=np.ones(3), X_test=np.ones((2, 4))), ["together"]),
+    ("all-zero y", dict(X=np.ones((3, 4)), y=np.zeros(3)), ["`y`", "zeros"]),
+])
+def test_bad_npz_is_refused_with_the_argument_named(npz, case, arrays, words):
+    with pytest.raises(dln.InputError) as e:
+        dln.load_problem(npz(**arrays))
+    for w in words:
+        assert w in str(e.value), (case, str(e.value))
+
+
+def test_object_array_is_refused_without_unpickling(tmp_path):
+    path = tmp_path / "obj.npz"
+    np.savez(path, X=np.array([object(), 1], dtype=object), y=np.ones(2))
+    with pytest.raises(dln.InputError, match="object arrays"):
+        dln.load_problem(path)
+
+
+def test_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(dln.InputError, match="does not exist"):
+        dln.load_problem(tmp_path / "nope.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_text("not a zip file")
+    with pytest.raises(dln.InputError, match="readable"):
+        dln.load_problem(bad)
+
+
+@pytest.mark.parametrize("kw, name", [(dict(n=0), "`n`"), (dict(d=2, s=3), "`s`"), (dict(noise=-1.0), "`noise`"),
+                                      (dict(seed=-1), "`seed`"), (dict(seed=1.5), "`seed`")])
+def test_make_problem_bad_arguments(kw, name):
+    with pytest.raises(dln.InputError, match=name):
+        dln.make_problem(**{**dict(n=4, d=6, s=2), **kw})
