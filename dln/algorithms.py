@@ -50,6 +50,10 @@ class GR:
         """Gradient evaluations per direction (a Hessian-vector product counts as one)."""
         return 2 if np.any(self.gamma) else 1
 
+    def evals_per_run(self):
+        """Gradient evaluations per direction for each run: 1 where `gamma = 0` (GD needs no HVP)."""
+        return np.where(np.asarray(self.gamma) != 0, 2, 1)
+
     def direction(self, theta, objective):
         G = objective.grad(theta)
         if not np.any(self.gamma):
@@ -149,6 +153,14 @@ class Flooding:
     def direction(self, theta, objective):
         G = objective.grad(theta)
         return per_run(np.sign(G.loss - self.b), theta) * G.theta, G.loss
+
+
+def evals_per_run(algorithm, B):
+    """Gradient evaluations per direction of each of `B` runs, shape (B,): what the single run
+    with that row's hyperparameters counts (`algorithm.evals_per_run()` where defined, else
+    `algorithm.grad_evals`)."""
+    f = getattr(algorithm, "evals_per_run", None)
+    return np.broadcast_to(np.asarray(f() if f else algorithm.grad_evals, np.int64), (B,))
 
 
 def hyperparameters(algorithm):

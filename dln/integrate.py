@@ -197,7 +197,7 @@ def _steps(objective, algorithm, theta0, integ, save_at, tol, rec):
     theta = theta0.copy()
     obj, alg, e = objective, algorithm, eta[:, None, None]
     L0 = objective.loss(theta0)
-    evals = algorithm.grad_evals
+    evals = _alg.evals_per_run(algorithm, B)
     for k in range(integ.max_steps + 1):
         with np.errstate(over="ignore", invalid="ignore"):
             D, L = alg.direction(theta, obj)
@@ -215,7 +215,7 @@ def _steps(objective, algorithm, theta0, integ, save_at, tol, rec):
         stop = bad | conv | cap
         if stop.any():
             rec.steps[idx[stop]] = k
-            rec.grad_evals[idx[stop]] = k * evals + 1  # the last direction's gradient checked the loss
+            rec.grad_evals[idx[stop]] = k * evals[idx[stop]] + 1  # the last direction's gradient checked the loss
             for mask, status, fill in ((conv, "converged", True), (cap, "max_steps", True), (bad, "diverged", False)):
                 if not mask.any():
                     continue

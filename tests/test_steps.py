@@ -1,0 +1,207 @@
+"""Discrete runs `theta <- theta - eta D(theta)`: against a hand-written loop, the batch contract,
+divergence, caps and save times on `t = eta k`."""
+import re
+
+import numpy as np
+import pytest
+
+import dln
+
+# ---- an independent reference: dense matrices, one run at a time, written from THEORY.md ----
+
+
+def _parts(param, theta, X, y):
+    """Loss, gradient in theta (2d,), dense Jacobian J (d, 2d) and curvature diag for `param`."""
+    u, v = theta
+    n = len(y)
+    if param == "squares":
+        beta, J, c = u * u - v * v, np.hstack([np.diag(2 * u), np.diag(-2 * v)]), np.r_[2 * np.ones_like(u), -2 * np.ones_like(v)]
+    else:  # product
+        beta, J, c = u * v, np.hstack([np.diag(v), np.diag(u)]), None
+    r = X @ beta - y
+    g = X.T @ r / n
+    A = X.T @ X / n
+    H = J.T @ A @ J
+    d = len(u)
+    if c is not None:  # sum_i g_i d^2 beta_i / d theta^2 is diagonal for squares
+        H += np.diag(c * np.r_[g, g])
+    else:  # d^2 (u_i v_i) / du_i dv_i = 1
+        H[np.arange(d), d + np.arange(d)] += g
+        H[d + np.arange(d), np.arange(d)] += g
+    return r @ r / (2 * n), J.T @ g, H
+
+
+def _grad(param, flat, X, y):
+    return _parts(param, flat.reshape(2, -1), X, y)[1]
+
+
+REFERENCE = {  # THEORY.md's directions, from the dense gradient and Hessian
+    "gd": lambda P, th, X, y, h: _grad(P, th, X, y),
+    "gr": lambda P, th, X, y, h: (lambda L, G, H: G + h["gamma"] * H @ G)(*_parts(P, th.reshape(2, -1), X, y)),
+    "fgr": lambda P, th, X, y, h: (lambda G: G + h["gamma"] / h["eps"] * (_grad(P, th + h["eps"] * G, X, y) - G))(
+        _grad(P, th, X, y)),
+    "sam": lambda P, th, X, y, h: (lambda G: _grad(P, th + h["rho"] * G / np.linalg.norm(G), X, y))(_grad(P, th, X, y)),
+    "flood": lambda P, th, X, y, h: np.sign(_parts(P, th.reshape(2, -1), X, y)[0] - h["b"]) * _grad(P, th, X, y),
+}
+FACTORY = {"gd": lambda h: dln.GD(), "gr": lambda h: dln.GR(h["gamma"]), "fgr": lambda h: dln.FGR(h["gamma"], h["eps"]),
+           "sam": lambda h: dln.SAM(h["rho"]), "flood": lambda h: dln.Flooding(h["b"])}
+HYPER = {"gd": {}, "gr": dict(gamma=0.5), "fgr": dict(gamma=0.5, eps=-0.05), "sam": dict(rho=0.05),
+         "flood": dict(b=0.02)}
+
+
+def _reference_run(param, name, theta0, X, y, eta, K):
+    th = theta0.reshape(-1).copy()
+    states = [th.copy()]
+    for _ in range(K):
+        th = th - eta * REFERENCE[name](param, th, X, y, HYPER[name])
+        states.append(th.copy())
+    return np.array(states).reshape(K + 1, 2, -1)
+
+
+@pytest.mark.parametrize("param", ["squares", "product"])
+@pytest.mark.parametrize("name", list(REFERENCE))
+def test_steps_match_a_hand_written_loop(param, name):
+    p = dln.make_problem(n=6, d=10, s=2, seed=5)
+    model = {"squares": dln.Squares(), "product": dln.Product()}[param]
+    alpha, eta, K = 0.7, 0.02, 40
+    ref = _reference_run(param, name, model.init(np.array([alpha]), p.d)[0], p.X[0], p.y[0], eta, K)
+    times = np.array([0.0, 10, 25, 40]) * eta
+    res = dln.run(p, FACTORY[name](HYPER[name]), dln.Steps(eta, max_steps=K), model=model, alpha=alpha,
+                  save_at=times, loss_tol=0)
+    assert res.status[0] == "max_steps" and res.steps[0] == K
+    # 40 steps of a contraction-free map: round-off differences (BLAS order) stay at ~1e-15 relative
+    np.testing.assert_allclose(res.theta[0], ref[-1], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(res.t[0], times, rtol=1e-15)
+    beta_ref = model.beta(ref[[0, 10, 25, 40]])
+    np.testing.assert_allclose(res.saved.beta[0], beta_ref, rtol=1e-12, atol=1e-14)
+    assert res.grad_evals[0] == K * FACTORY[name](HYPER[name]).grad_evals + 1
+
+
+def test_gd_shrinks_uv_by_exactly_1_minus_4_eta2_g2_per_step(small):
+    """THEORY.md: for GD on u*u - v*v, u v is multiplied by (1 - 4 eta^2 g^2) at each step."""
+    eta, alpha = 0.03, 0.8
+    res = dln.run(small, dln.GD(), dln.Steps(eta, max_steps=1), alpha=alpha, save_at=[eta], loss_tol=0)
+    g0 = -small.X[0].T @ small.y[0] / small.n  # g at beta = 0
+    np.testing.assert_allclose(res.saved.alpha_eff[0, 0] ** 2, alpha**2 * (1 - 4 * eta**2 * g0**2), rtol=1e-14)
+
+
+def _same_row(batched, b, single):
+    for name in ("status", "steps", "grad_evals"):
+        np.testing.assert_array_equal(getattr(batched, name)[b], getattr(single, name)[0], err_msg=name)
+    # batched and single runs differ only in the BLAS order of the matrix products: round-off
+    np.testing.assert_allclose(batched.t_final[b], single.t_final[0], rtol=1e-14)
+    np.testing.assert_allclose(batched.theta[b], single.theta[0], rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(batched.saved.beta[b], single.saved.beta[0], rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(batched.saved.train_loss[b], single.saved.train_loss[0], rtol=1e-10, atol=1e-300)
+
+
+@pytest.mark.parametrize("make, hyper, K", [
+    (dln.GR, dict(gamma=[0.0, 0.2, 0.5, 1.0]), 400),
+    (dln.FGR, dict(gamma=[0.2, 0.5, 0.5, 1.0], eps=[0.1, -0.1, 0.01, 0.05]), 400),
+    # SAM's perturbation has length rho however small the gradient: once ||grad L|| << rho the
+    # iteration bounces chaotically and amplifies a 1e-15 change of the init to 1e-4 within 50
+    # steps (measured). That is the dynamics, not the batch, so SAM is compared before that phase.
+    (dln.SAM, dict(rho=[0.01, 0.05, 0.1, 0.02]), 150),
+    (dln.Flooding, dict(b=[0.0, 0.01, 0.05, 0.1]), 400),
+])
+def test_batched_steps_equal_a_loop_of_single_runs(small, make, hyper, K):
+    """Row b of a batched run equals the single run with the b-th eta, alpha and hyperparameters.
+    The batch mixes runs that converge early, hit the cap and diverge (eta = 0.5 is unstable)."""
+    # run 2: eta = 0.5 is 10 x 2/lambda_max at alpha = 1
+    eta = np.array([0.01, 0.03, 0.5, 0.02])
+    alpha = np.array([0.5, 0.3, 1.0, 0.1])
+    times = [0.0, 0.05, 0.5, 3.0]
+    kw = dict(save_at=times, loss_tol=1e-10)
+    batched = dln.run(small, make(**{k: np.array(v) for k, v in hyper.items()}), dln.Steps(eta, K),
+                      alpha=alpha, **kw)
+    assert "diverged" in batched.status
+    for b in range(4):
+        single = dln.run(small, make(**{k: v[b] for k, v in hyper.items()}), dln.Steps(eta[b], K),
+                         alpha=alpha[b], **kw)
+        _same_row(batched, b, single)
+
+
+def test_seed_batched_problems_equal_single_problems():
+    seeds = [0, 1, 2]
+    stacked = dln.make_problem(n=6, d=12, s=2, seed=seeds, n_test=20)
+    alpha = np.array([0.5, 1.0, 0.2])
+    batched = dln.run(stacked, dln.USAM(0.05), dln.Steps(0.02, 300), alpha=alpha, save_at=[0.1, 1.0])
+    for b, sd in enumerate(seeds):
+        one = dln.make_problem(n=6, d=12, s=2, seed=sd, n_test=20)
+        single = dln.run(one, dln.USAM(0.05), dln.Steps(0.02, 300), alpha=alpha[b], save_at=[0.1, 1.0])
+        _same_row(batched, b, single)
+        np.testing.assert_allclose(batched.final.test_loss[b], single.final.test_loss[0], rtol=1e-10)
+
+
+def test_per_coordinate_alpha_batch(small, rng):
+    alpha = rng.uniform(0.2, 1.0, (2, small.d))
+    batched = dln.run(small, dln.GD(), dln.Steps(0.02, 50), alpha=alpha, loss_tol=0)
+    for b in range(2):
+        single = dln.run(small, dln.GD(), dln.Steps(0.02, 50), alpha=alpha[b:b + 1], loss_tol=0)
+        np.testing.assert_allclose(batched.theta[b], single.theta[0], rtol=1e-12)
+
+
+def test_divergence_is_a_status_with_the_step_and_the_stable_step_size(small):
+    """One diverging run does not disturb the others; its message names the step and `eta < 2/lambda_max`,
+    with lambda_max computed here from the dense Hessian at initialization."""
+    alpha = 1.0
+    _, _, H = _parts("squares", np.full((2, small.d), alpha), small.X[0], small.y[0])
+    eta_max = 2 / np.linalg.eigvalsh(H).max()
+    eta = np.array([0.5 * eta_max, 3 * eta_max])
+    res = dln.run(small, dln.GD(), dln.Steps(eta, 5000), alpha=alpha)
+    assert list(res.status) == ["converged", "diverged"]
+    msg = res.message[1]
+    k = int(re.search(r"diverged at step (\d+)", msg).group(1))
+    assert k == res.steps[1] and 0 < k < 5000
+    stated = float(re.search(r"eta < ([0-9.e+-]+)", msg).group(1))
+    assert abs(stated - eta_max) <= 5e-3 * eta_max  # printed to 3 significant digits
+    assert "`eta`" in msg
+    # the final state of the diverged run is its last finite one, far above the initial loss
+    assert res.final.train_loss[1] > 1e12 * small.loss(np.zeros((1, small.d)))[0]
+    assert np.all(np.isfinite(res.final.beta[0]))
+    np.testing.assert_allclose(res.t_final[1], k * eta[1], rtol=1e-15)
+
+
+def test_saves_lie_on_t_eta_k_and_repeat_the_final_state(small):
+    eta = np.array([0.02, 0.03])  # below 2/lambda_max = 0.051 at alpha = 1
+    times = np.array([0.0, 0.3, 0.95, 50.0])
+    res = dln.run(small, dln.GD(), dln.Steps(eta, 100_000), alpha=1.0, save_at=times, loss_tol=1e-12)
+    np.testing.assert_allclose(res.t, np.rint(times / eta[:, None]) * eta[:, None], rtol=1e-15)
+    assert np.all(res.status == "converged") and np.all(res.t_final < 50)
+    # the last save time lies after convergence: it repeats the final state
+    np.testing.assert_array_equal(res.saved.beta[:, -1], res.final.beta)
+    # the state saved at t = 0 is the initialization, beta = 0
+    np.testing.assert_array_equal(res.saved.beta[:, 0], 0.0)
+    assert np.all(res.final.train_loss <= 1e-12 * small.loss(np.zeros((1, small.d))))
+
+
+def test_absolute_and_relative_loss_tolerance(small):
+    L0 = small.loss(np.zeros((1, small.d)))[0]
+    rel = dln.run(small, dln.GD(), dln.Steps(0.02, 100_000), alpha=1.0, loss_tol=1e-6)
+    ab = dln.run(small, dln.GD(), dln.Steps(0.02, 100_000), alpha=1.0, loss_tol=1e-6, relative=False)
+    assert rel.final.train_loss[0] <= 1e-6 * L0 < rel_prev_loss(small, rel)
+    assert ab.final.train_loss[0] <= 1e-6 and ab.steps[0] != rel.steps[0]
+
+
+def rel_prev_loss(problem, res):
+    """Loss one step before the run stopped: above the tolerance, or the run would have stopped there."""
+    prev = dln.run(problem, dln.GD(), dln.Steps(0.02, int(res.steps[0]) - 1), alpha=1.0, loss_tol=0)
+    return prev.final.train_loss[0]
+
+
+def test_max_steps_cap(small):
+    res = dln.run(small, dln.GD(), dln.Steps(0.01, 7), alpha=1.0)
+    assert res.status[0] == "max_steps" and res.steps[0] == 7 and res.grad_evals[0] == 8
+    np.testing.assert_allclose(res.t_final[0], 0.07, rtol=1e-15)
+
+
+@pytest.mark.parametrize("kw, name", [(dict(eta=0.0), "`eta`"), (dict(eta=-1.0), "`eta`"),
+                                      (dict(eta=0.1, max_steps=0), "`max_steps`")])
+def test_bad_steps(kw, name):
+    with pytest.raises(dln.InputError, match=name):
+        dln.Steps(**kw)
+
+
+def test_batch_size_mismatch_names_both_arguments(small):
+    with pytest.raises(dln.InputError, match="`alpha`.*`gamma`|`gamma`.*`alpha`"):
+        dln.run(small, dln.GR(np.array([0.1, 0.2, 0.3])), dln.Steps(0.01), alpha=np.array([1.0, 2.0]))
