@@ -124,7 +124,9 @@ def solve_dual(problem, alpha, tol=1e-12, max_iter=200):
         step = -np.linalg.solve(H, r[..., None])[..., 0]
         slope = np.einsum("bn,bn->b", r, step)
         f0 = F(nu[act], act)
-        s = np.ones(act.size)
+        # cap the change of the exponent X^T nu at 5 per iteration: from nu = 0 at tiny alpha the
+        # Newton step is ~1/alpha^2 and every halving of a line search would still overflow cosh
+        s = np.minimum(1.0, 5.0 / np.maximum(np.abs(XT(step, act)).max(axis=1), 1e-300))
         pend = np.ones(act.size, bool)
         for _ls in range(60):  # Armijo backtracking, with round-off slack near the optimum
             trial = nu[act] + s[:, None] * step
