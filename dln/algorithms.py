@@ -106,8 +106,13 @@ class FGR:
             norm = np.sqrt(np.einsum("bkd,bkd->b", p, p))
             p = p / per_run(np.where(norm > 0, norm, 1.0), p)
         eps = per_run(self.eps, theta)
-        Gp = objective.grad(theta + eps * p)
-        return G.theta + per_run(self.gamma, theta) / eps * (Gp.theta - G.theta), G.loss
+        shifted = eps * p
+        shifted += theta
+        D = objective.grad(shifted).theta  # a new array: form the direction in it
+        D -= G.theta
+        D *= per_run(self.gamma, theta) / eps
+        D += G.theta
+        return D, G.loss
 
 
 def BGR(gamma, eps):

@@ -198,6 +198,7 @@ def _steps(objective, algorithm, theta0, integ, save_at, tol, rec):
     obj, alg, e = objective, algorithm, eta[:, None, None]
     L0 = objective.loss(theta0)
     evals = _alg.evals_per_run(algorithm, B)
+    step = None
     for k in range(integ.max_steps + 1):
         with np.errstate(over="ignore", invalid="ignore"):
             D, L = alg.direction(theta, obj)
@@ -238,7 +239,8 @@ def _steps(objective, algorithm, theta0, integ, save_at, tol, rec):
             obj = objective.take(idx)
             alg = _alg.take(algorithm, idx, B)
             e = eta[idx][:, None, None]
-        theta -= e * D
+        step = np.multiply(e, D, out=step if step is not None and step.shape == D.shape else None)
+        theta -= step  # `step` is reused across steps: no new (B, 2, d) temporary
 
 
 def _alpha_batch(alpha, d):

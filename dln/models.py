@@ -16,6 +16,10 @@ import numpy as np
 from ._checks import InputError, positive
 
 
+#: `(d beta/du, d beta/dv) / (u, v) = (2, -2)` for the squares model, shape (2, 1)
+_JAC2 = np.array([[2.0], [-2.0]])
+
+
 @dataclass(frozen=True)
 class Depth:
     """`beta = u**D - v**D`, initialised at `u = v = alpha` (Woodworth et al. 2020).
@@ -34,11 +38,15 @@ class Depth:
 
     def beta(self, theta):
         """`beta = u**D - v**D`, shape (B, d)."""
-        return theta[:, 0] ** self.depth - theta[:, 1] ** self.depth
+        beta = theta[:, 0] ** self.depth
+        beta -= theta[:, 1] ** self.depth  # in place: one temporary fewer per step
+        return beta
 
     def jac(self, theta):
         """Diagonal Jacobian `(d beta/du, d beta/dv) = (D u**(D-1), -D v**(D-1))`, shape (B, 2, d)."""
         D = self.depth
+        if D == 2:  # one pass, a fresh array (Objective.grad scales it in place)
+            return theta * _JAC2
         return np.stack([D * theta[:, 0] ** (D - 1), -D * theta[:, 1] ** (D - 1)], axis=1)
 
     def curvature(self, theta, g, w):

@@ -33,7 +33,10 @@ class Objective:
     def grad(self, theta):
         """`Gradient(L, J^T g, g)` at `theta` of shape (B, 2, d)."""
         g, loss = self.problem.grad(self.model.beta(theta))
-        return Gradient(loss, self.model.jac(theta) * g[:, None, :], g)
+        J = self.model.jac(theta)
+        # scale in place where `jac` made a new array (not a view of theta, as Product's is)
+        J = np.multiply(J, g[:, None, :], out=None if np.may_share_memory(J, theta) else J)
+        return Gradient(loss, J, g)
 
     def hvp(self, theta, w, g=None):
         """Hessian-vector product in theta.

@@ -77,9 +77,9 @@ class Problem:
 
     def XT(self, r):
         """`X^T r / n` for residuals `r` of shape (B, n); returns shape (B, d)."""
-        if self.P == 1:
-            return (r @ self.X[0]) / self.n
-        return np.matmul(r[:, None, :], self.X)[:, 0, :] / self.n
+        g = r @ self.X[0] if self.P == 1 else np.matmul(r[:, None, :], self.X)[:, 0, :]
+        g /= self.n  # in place: no second (B, d) temporary
+        return g
 
     def grad(self, beta):
         """`g(beta) = X^T (X beta - y) / n`, shape (B, d), and the loss, shape (B,)."""
