@@ -1,0 +1,671 @@
+"""`dln validate`: every claim of the theory, derived (SymPy) and checked against simulation.
+
+Each claim is one or more rows: claim, derivation, simulated, predicted, error, verdict
+(`holds`, `partial` or `fails`) and a detail line. Predictions come from
+`analysis.derive` (lambdified) or from quantities computed here in NumPy from
+the problem's arrays; simulations come from `dln.run`. The two never share
+formulas: `dln`'s `q`, drifts and directions are the objects under test.
+
+Continuous-time claims must hold to `TOL` = 1e-6 relative; discrete claims are
+statements about orders in `eta` (fitted slopes with their standard errors).
+"""
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+
+from . import derive as dv
+
+#: relative error required of the continuous-time claims
+TOL = 1e-6
+
+
+@dataclass
+class Config:
+    """What a validation run covers.
+
+    sizes : list of (n, d)
+    seeds : list of int
+    alpha_min, alpha_max : float
+        Range of `alpha` for gradient flow's limit.
+    n_alpha : int
+        Values of `alpha` (log-spaced) in that range.
+    quick : bool
+    """
+
+    sizes: list = field(default_factory=lambda: [(20, 60), (40, 200)])
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    alpha_min: float = 1e-6
+    alpha_max: float = 1e2
+    n_alpha: int = 9
+    quick: bool = False
+    s: int = 3
+    loss_tol: float = 1e-20
+    rtol: float = 1e-10
+
+    @classmethod
+    def make(cls, quick=False, alpha_min=None, alpha_max=None):
+        c = cls(sizes=[(10, 30)], seeds=[0, 1, 2], alpha_min=1e-2, n_alpha=5, quick=True) if quick else cls()
+        if alpha_min is not None:
+            c.alpha_min = alpha_min
+        if alpha_max is not None:
+            c.alpha_max = alpha_max
+        return c
+
+
+def _row(claim, derivation, simulated, predicted, error, verdict, detail=""):
+    return dict(claim=claim, derivation=derivation, simulated=_num(simulated), predicted=_num(predicted),
+                error=_num(error), verdict=verdict, detail=detail)
+
+
+def _num(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    return x
+
+
+def _verdict(err, tol=TOL, partial=None):
+    """`holds` when `err <= tol`, `partial` when `err <= partial` (if given), else `fails`."""
+    if not np.isfinite(err):
+        return "fails"
+    if err <= tol:
+        return "holds"
+    return "partial" if partial is not None and err <= partial else "fails"
+
+
+# ---------------------------------------------------------------------------------------------
+# Own NumPy forms of the quantities the predictions need (from the problem's arrays only)
+# ---------------------------------------------------------------------------------------------
+
+def _X(problem, b):
+    return problem.X[0 if problem.P == 1 else b], problem.y[0 if problem.P == 1 else b]
+
+
+def _g(X, y, beta):
+    """`g = X^T (X beta - y) / n` for beta of shape (..., d)."""
+    return (beta @ X.T - y) @ X / X.shape[0]
+
+
+def _theta_from(beta, aeff):
+    """`(u, v)` from `beta = u^2 - v^2` and `alpha_eff^2 = u v` (squares model)."""
+    s = np.sqrt(beta**2 + 4 * aeff**4)
+    u2 = (s + beta) / 2
+    v2 = (s - beta) / 2
+    return np.sqrt(u2), np.sqrt(v2)
+
+
+def _lam(expr, *syms):
+    return sp.lambdify(syms, expr, "numpy")
+
+
+# ---------------------------------------------------------------------------------------------
+# Claims
+# ---------------------------------------------------------------------------------------------
+
+def symbolic_rows(cfg):
+    """Every derivation's identities simplify to 0."""
+    rows = []
+    for D in dv.all_derivations(quick=cfg.quick):
+        res = D.check()
+        bad = [k for k, r in res.items() if r != 0]
+        rows.append(_row(f"symbolic: {D.name}", D.notes[0] if D.notes else "", f"{len(res) - len(bad)}/{len(res)} = 0",
+                         "all identities = 0", len(bad), "holds" if not bad else "fails",
+                         "nonzero: " + ", ".join(bad) if bad else "; ".join(D.notes[1:])))
+    return rows
+
+
+def lambdify_rows(cfg, rng):
+    """SymPy results, lambdified, against `dln`'s hand-written NumPy forms on random points."""
+    import dln
+
+    rows = []
+    P = dv.potential()
+    q_sym = _lam(P.results["q"], dv.z)
+    z = np.concatenate([np.logspace(-6, 6, 200), -np.logspace(-6, 6, 200), rng.standard_normal(100) * 10])
+    # reference in extended precision where the double form cancels (small z): mpmath via sympy
+    q_ref = np.array([float(P.results["q"].subs(dv.z, sp.Float(float(zi), 40)).evalf(30)) for zi in z[::10]])
+    zq = z[::10]
+    e_dln = np.max(np.abs(dln.q(zq) - q_ref) / np.maximum(np.abs(q_ref), 1e-300))
+    e_sym = np.max(np.abs(q_sym(zq[np.abs(zq) > 1e-2]) - q_ref[np.abs(zq) > 1e-2]) / np.abs(q_ref[np.abs(zq) > 1e-2]))
+    rows.append(_row("dln.q = SymPy q (40-digit reference)", "q = int_0^z asinh(s/2) ds", e_dln, 0.0, e_dln,
+                     _verdict(e_dln, 1e-13),
+                     f"{zq.size} points |z| in [1e-6, 1e6]; lambdified SymPy q in double: {e_sym:.1e} (|z| > 1e-2)"))
+    # Q_alpha
+    beta = rng.standard_normal((4, 50))
+    a = 10 ** rng.uniform(-3, 2, (4, 50))
+    Qs = np.sum(a**2 * q_sym(beta / a**2), axis=1)
+    eQ = np.max(np.abs(dln.Q_alpha(beta, a) - Qs) / np.abs(Qs))
+    rows.append(_row("dln.Q_alpha = sum alpha^2 q(beta/alpha^2)", "Q_alpha from q", float(Qs[0]),
+                     float(dln.Q_alpha(beta, a)[0]), eQ, _verdict(eQ, 1e-10), "4 random (beta, alpha) with alpha in [1e-3, 1e2]"))
+    # directions of every algorithm: -D/theta from dln vs the derived u'/u, v'/v
+    n, d = cfg.sizes[0]
+    prob = dln.make_problem(n=n, d=d, s=cfg.s, seed=cfg.seeds[0], n_test=0)
+    X, y = prob.X[0], prob.y[0]
+    obj = dln.Objective(prob, dln.Squares())
+    th = np.exp(rng.uniform(-1, 0.5, (3, 2, d)))
+    u, v = th[:, 0], th[:, 1]
+    b = u * u - v * v
+    gg = _g(X, y, b)
+    Kv = ((u * u + v * v) * gg) @ X.T @ X / n
+    Nn = np.sqrt(np.sum((2 * u * gg) ** 2 + (2 * v * gg) ** 2, axis=1, keepdims=True))
+    bplus = _lam(dv.perturbed_beta(), dv.u, dv.v, dv.g, dv.eps)
+    gamma_, eps_, rho_ = 0.07, 0.13, 0.05
+    cases = {"GD": (dln.GD(), {}), "GR": (dln.GR(gamma_), {}), "F-GR": (dln.FGR(gamma_, eps_), {"e": eps_}),
+             "B-GR": (dln.BGR(gamma_, eps_), {"e": -eps_}), "USAM": (dln.USAM(rho_), {"e": rho_}),
+             "SAM": (dln.SAM(rho_), {"e": rho_ / Nn})}
+    errs = []
+    for name, (alg, kw) in cases.items():
+        e = kw.get("e", 0.0)
+        gp = _g(X, y, bplus(u, v, gg, e)) if "e" in kw else gg
+        Sres = dv.mirror_split.__wrapped__ if hasattr(dv.mirror_split, "__wrapped__") else None  # noqa: F841
+        h = dv.H_TEMPLATE[name]
+        c = dv.THEORY_DRIFT[name]
+        syms = (dv.u, dv.v, dv.g, dv.g_plus, dv.g_minus, dv.K, dv.gamma, dv.eps, dv.rho)
+        ur = _lam(-2 * h - c, *syms)
+        vr = _lam(2 * h - c, *syms)
+        ev = abs(e) if name in ("F-GR", "B-GR") else e
+        args = (u, v, gg, gp, gp, Kv, gamma_, ev, rho_)
+        pred = np.stack([np.broadcast_to(ur(*args), u.shape), np.broadcast_to(vr(*args), u.shape)], axis=1)
+        Dd, _ = alg.direction(th, obj)
+        sim = -Dd / th
+        err = np.max(np.abs(sim - pred)) / np.max(np.abs(sim))
+        errs.append(err)
+        rows.append(_row(f"direction {name}: dln -D/theta = derived (u'/u, v'/v)", f"u'/u = -2h - c, h = {sp.sstr(h)}, "
+                         f"c = {sp.sstr(c)}", float(sim[0, 0, 0]), float(pred[0, 0, 0]), err, _verdict(err, 1e-10),
+                         f"3 random positive theta, n={n}, d={d}"))
+    # alpha_eff of the squares model and of depth 3 (the invariant from the derivation)
+    ae = dln.Squares().alpha_eff(th)
+    err = np.max(np.abs(ae - np.sqrt(u * v)) / np.sqrt(u * v))
+    rows.append(_row("alpha_eff = sqrt(u v) (squares)", "(u v)' = -2 c u v", float(ae[0, 0]), float(np.sqrt(u * v)[0, 0]),
+                     err, _verdict(err, 1e-14)))
+    Dd3 = dv.depth(3)
+    a3 = np.asarray(dln.Depth(3).alpha_eff(th))
+    # invariant u^(2-D) + v^(2-D) = 2 alpha^(2-D)
+    pred3 = ((u ** -1.0 + v ** -1.0) / 2) ** -1.0
+    err = np.max(np.abs(a3 - pred3) / pred3)
+    rows.append(_row("Depth(3).alpha_eff = invariant alpha", Dd3.notes[0][:80], float(a3[0, 0]), float(pred3[0, 0]), err,
+                     _verdict(err, 1e-14), "u^(2-D) + v^(2-D) = 2 alpha^(2-D) along gradient flow"))
+    return rows
+
+
+def _problems(cfg, reps=1):
+    """Problems of every (size, seed), as a list of (size, Problem with P = len(seeds) * reps)."""
+    import dln
+
+    out = []
+    for n, d in cfg.sizes:
+        seeds = np.repeat(cfg.seeds, reps).tolist()
+        out.append(((n, d), dln.make_problem(n=n, d=d, s=cfg.s, seed=seeds, n_test=0)))
+    return out
+
+
+def _rel(a, b):
+    return np.linalg.norm(a - b, axis=-1) / np.linalg.norm(b, axis=-1)
+
+
+def gf_rows(cfg, store):
+    """Gradient flow's limit is argmin Q_alpha, over the alpha range; rich and kernel limits with rates."""
+    import dln
+
+    rows = []
+    alphas = np.logspace(np.log10(cfg.alpha_min), np.log10(cfg.alpha_max), cfg.n_alpha)
+    kern = dv.kernel_correction()
+    for (n, d), prob in _problems(cfg, reps=alphas.size):
+        S = len(cfg.seeds)
+        a = np.tile(alphas, S)
+        t0 = time.time()
+        res = dln.run(prob, dln.GD(), dln.Flow(rtol=cfg.rtol), alpha=a, loss_tol=cfg.loss_tol)
+        tsim = time.time() - t0
+        pred = dln.solve_dual(prob, a)
+        err = _rel(res.final.beta, pred.beta)
+        ok = res.ok & pred.converged
+        worst = int(np.nanargmax(np.where(ok, err, np.inf))) if ok.any() else 0
+        emax = float(np.max(np.where(ok, err, np.inf)))
+        nh = int(np.sum(ok & (err <= TOL)))
+        rows.append(_row(f"GF limit = argmin Q_alpha (n={n}, d={d})", "beta = 2 alpha^2 sinh(X^T nu) => KKT of min Q_alpha",
+                         float(np.abs(res.final.beta[worst]).sum()), float(np.abs(pred.beta[worst]).sum()), emax,
+                         _verdict(emax) if nh == a.size else ("partial" if nh else "fails"),
+                         f"{nh}/{a.size} runs within {TOL:g} (alpha in [{alphas[0]:.0e}, {alphas[-1]:.0e}], "
+                         f"{S} seeds); worst at alpha={a[worst]:.2g}; statuses {sorted(set(res.status))}; "
+                         f"flow {tsim:.1f}s; ||.||_1 of worst run shown"))
+        # kernel: ||beta - beta_l2|| = ||P_null(beta_l2^3)|| / (24 alpha^4) + O(alpha^-8)
+        l2 = dln.min_l2(prob)
+        l1 = dln.min_l1(prob)
+        big = a >= 3
+        if big.any():
+            Pn_err = []
+            for b in np.nonzero(big & ok)[0]:
+                X, _ = _X(prob, b)
+                b2 = l2[b]
+                w = b2**3
+                Pw = w - X.T @ np.linalg.solve(X @ X.T, X @ w)
+                predicted = np.linalg.norm(Pw) / 24 / a[b] ** 4
+                measured = np.linalg.norm(res.final.beta[b] - b2)
+                Pn_err.append((a[b], measured, predicted))
+            Pn_err = np.array(Pn_err)
+            rel = np.abs(Pn_err[:, 1] / Pn_err[:, 2] - 1)
+            slope, se = _fit(np.log(Pn_err[:, 0]), np.log(Pn_err[:, 1]))
+            # the series' next term is O(alpha^-8): relative O(alpha^-4) (times a problem constant)
+            tol = np.max(100 * Pn_err[:, 0] ** -4.0)
+            rows.append(_row(f"kernel limit rate (n={n}, d={d})", kern.notes[0], float(Pn_err[-1, 1]), float(Pn_err[-1, 2]),
+                             float(rel.max()), "holds" if np.all(rel <= 100 * Pn_err[:, 0] ** -4.0) else "fails",
+                             f"alpha in {sorted(set(np.round(Pn_err[:, 0], 3)))}; fitted slope {slope:.4f} +- {se:.1e} "
+                             f"(predicted -4); tolerance 100 alpha^-4 = {tol:.1e}"))
+        # rich: ||beta - beta_l1|| ~ alpha^kappa with kappa = 2(1 - max_off |X^T nu_hat|)
+        small = np.nonzero(ok & (a <= 1e-2 * 1.0001))[0]
+        alph_small = np.unique(a[small])
+        if alph_small.size >= 2:
+            dist = np.linalg.norm(res.final.beta - l1, axis=1) / np.linalg.norm(l1, axis=1)
+            slopes, kappas, lines = [], [], []
+            for sidx in range(S):
+                rr = np.arange(sidx * alphas.size, (sidx + 1) * alphas.size)
+                rr = rr[np.isin(rr, small)]
+                if rr.size < 2:
+                    continue
+                sl, se = _fit(np.log(a[rr]), np.log(dist[rr]))
+                i1, i2 = rr[0], rr[1]
+                nuhat = (pred.nu[i1] - pred.nu[i2]) / (np.log(1 / a[i1] ** 2) - np.log(1 / a[i2] ** 2))
+                X, _ = _X(prob, i1)
+                m = np.abs(nuhat @ X)
+                supp = np.abs(l1[i1]) > 1e-9 * np.abs(l1[i1]).max()
+                kappa = 2 * (1 - m[~supp].max())
+                slopes.append((sl, se))
+                kappas.append(kappa)
+                lines.append(f"seed {cfg.seeds[sidx]}: slope {sl:.3f}+-{se:.2f} vs kappa {kappa:.3f}, "
+                             f"dist at alpha={a[rr[0]]:.0e}: {dist[rr[0]]:.2e}")
+            dif = max(abs(s_[0] - k) for s_, k in zip(slopes, kappas))
+            tolk = max(max(3 * s_[1] for s_ in slopes), 0.1 * max(kappas))
+            rows.append(_row(f"rich limit rate (n={n}, d={d})", dv.rich_correction().notes[0],
+                             float(np.mean([s_[0] for s_ in slopes])), float(np.mean(kappas)), dif,
+                             "holds" if dif <= tolk else "partial",
+                             f"alpha <= 1e-2 ({alph_small.size} values); nu_hat from the dual at the two smallest alpha; "
+                             + "; ".join(lines)))
+        store.setdefault("gf", []).append(dict(n=n, d=d, alpha=a, err=err, status=res.status))
+    return rows
+
+
+def _fit(x, y):
+    """Least-squares slope of y on x and its standard error."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    A = np.vstack([x, np.ones_like(x)]).T
+    coef, res, *_ = np.linalg.lstsq(A, y, rcond=None)
+    if x.size > 2:
+        r = y - A @ coef
+        s2 = r @ r / (x.size - 2)
+        se = np.sqrt(s2 * np.linalg.inv(A.T @ A)[0, 0])
+    else:
+        se = np.nan
+    return float(coef[0]), float(se)
+
+
+def _simpson(t, f):
+    """Composite Simpson on a non-uniform grid, with an error estimate from the half grid."""
+    from scipy.integrate import simpson
+
+    full = simpson(f, x=t, axis=-1)
+    half = simpson(f[..., ::2], x=t[::2], axis=-1)
+    return full, np.abs(full - half) / 15
+
+
+def drift_rows(cfg, store):
+    """alpha_eff(inf) = alpha exp(-int c dt) and beta(inf) = argmin Q_{alpha_eff(inf)} for each GR-family flow,
+    and the orderings GR / F-GR / B-GR."""
+    import dln
+
+    rows = []
+    gamma_ = 0.05
+    epss = [0.05, 0.1, 0.2]
+    rho_ = 0.02
+    alpha0 = 0.5
+    for (n, d), prob1 in _problems(cfg):
+        S = len(cfg.seeds)
+        # a dense save grid on a log scale; saves after a run ends repeat its final state
+        tgrid = np.concatenate([np.linspace(0, 1e-3, 201)[:-1], np.geomspace(1e-3, 1e5, 3201)])
+        # batch 1: GR; batch 2: FGR with eps in +-epss and USAM (gamma = eps = rho); batch 3: SAM
+        fgr_g = np.array([gamma_] * (2 * len(epss)) + [rho_])
+        fgr_e = np.array(epss + [-e for e in epss] + [rho_])
+        K = fgr_g.size
+        specs = [
+            ("GR", dln.GR(gamma_), prob1, [("GR", np.arange(S), dict(gamma=gamma_))]),
+            ("FGR", dln.FGR(np.tile(fgr_g, S), np.tile(fgr_e, S)), dln.make_problem(
+                n=n, d=d, s=cfg.s, seed=np.repeat(cfg.seeds, K).tolist(), n_test=0),
+             [(("F-GR" if e > 0 and k < len(epss) else "B-GR" if k < 2 * len(epss) else "USAM"),
+               np.arange(S) * K + k, dict(gamma=fgr_g[k], eps=fgr_e[k])) for k, e in enumerate(fgr_e)]),
+            ("SAM", dln.SAM(rho_), prob1, [("SAM", np.arange(S), dict(rho=rho_))]),
+        ]
+        shrink = {}
+        for tag, alg, prob, groups in specs:
+            t0 = time.time()
+            res = dln.run(prob, alg, dln.Flow(rtol=cfg.rtol), alpha=alpha0, save_at=tgrid, loss_tol=cfg.loss_tol)
+            tsim = time.time() - t0
+            B = len(res)
+            pred_beta = dln.solve_dual(prob, res.final.alpha_eff)
+            for name, idx, hp in groups:
+                e_a, e_b, q_b, lines = [], [], [], []
+                for b in idx:
+                    if not res.ok[b]:
+                        e_a.append(np.inf)
+                        e_b.append(np.inf)
+                        lines.append(f"run {b}: {res.status[b]}")
+                        continue
+                    X, y = _X(prob, b)
+                    tf = res.t_final[b]
+                    keep = tgrid < tf
+                    t = np.append(tgrid[keep], tf)
+                    beta = np.vstack([res.saved.beta[b][keep], res.final.beta[b]])
+                    ae = np.vstack([res.saved.alpha_eff[b][keep], res.final.alpha_eff[b]])
+                    uu, vv = _theta_from(beta, ae)
+                    gg = _g(X, y, beta)
+                    if name == "GR":
+                        c = 4 * hp["gamma"] * gg**2
+                    else:
+                        if name == "SAM":
+                            Nn = np.sqrt(np.sum(4 * (uu**2 + vv**2) * gg**2, axis=1, keepdims=True))
+                            e = hp["rho"] / Nn
+                            gam = e
+                        else:
+                            e, gam = hp["eps"], hp["gamma"]
+                        bp = uu**2 * (1 + 2 * e * gg) ** 2 - vv**2 * (1 - 2 * e * gg) ** 2
+                        c = 4 * gam * gg * _g(X, y, bp)
+                    I, Ierr = _simpson(t, c.T)
+                    pred = alpha0 * np.exp(-I)
+                    meas = res.final.alpha_eff[b]
+                    e_a.append(np.max(np.abs(meas / pred - 1)))
+                    q_b.append(np.max(Ierr))
+                    e_b.append(_rel(res.final.beta[b], pred_beta.beta[b]))
+                    shrink.setdefault(name + (f" eps={abs(hp['eps'])}" if name in ("F-GR", "B-GR") else ""),
+                                      {})[cfg.seeds[list(idx).index(b)]] = np.log(meas / alpha0)
+                ea, eb = max(e_a), max(e_b)
+                qe = max(q_b) if q_b else np.nan
+                hps = ", ".join(f"{k}={abs(v):g}" for k, v in hp.items())
+                rows.append(_row(f"{name}({hps}) alpha_eff(inf) = alpha exp(-int c) (n={n}, d={d})",
+                                 f"c = {sp.sstr(dv.THEORY_DRIFT[name])}", float(np.mean(res.final.alpha_eff[idx])),
+                                 float(alpha0), ea, _verdict(ea) if qe <= TOL / 2 else "partial",
+                                 f"{S} seeds, alpha={alpha0}; int c by Simpson on {tgrid.size} save times, quadrature "
+                                 f"error estimate {qe:.1e}; simulated = mean alpha_eff(inf); flow {tsim:.1f}s for {B} runs"
+                                 + ("; " + "; ".join(lines) if lines else "")))
+                rows.append(_row(f"{name}({hps}) beta(inf) = argmin Q_alpha_eff(inf) (n={n}, d={d})",
+                                 "log(u/v) in span X^T, u v = alpha_eff^2", float(np.abs(res.final.beta[idx]).sum()),
+                                 float(np.abs(pred_beta.beta[idx]).sum()), eb, _verdict(eb),
+                                 f"{S} seeds; dual solved at the measured alpha_eff(inf) (per coordinate)"))
+        store.setdefault("shrink", {})[(n, d)] = shrink
+        rows += _ordering_rows(shrink, cfg, n, d, epss)
+    return rows
+
+
+def _ordering_rows(shrink, cfg, n, d, epss):
+    rows = []
+    seeds = cfg.seeds
+    gr = shrink.get("GR", {})
+    cnt = sum(np.all(gr[s] < 0) for s in seeds if s in gr)
+    coords = np.mean([np.mean(gr[s] < 0) for s in seeds if s in gr])
+    rows.append(_row(f"GR shrinks alpha_eff (n={n}, d={d})", "c = 4 gamma g^2 >= 0",
+                     f"{cnt}/{len(seeds)} problems (all coordinates)", f"{len(seeds)}/{len(seeds)}",
+                     len(seeds) - cnt, "holds" if cnt == len(seeds) else ("partial" if cnt else "fails"),
+                     f"fraction of shrunk coordinates {coords:.3f}"))
+
+    def mean_log(name, s):
+        return float(np.mean(shrink[name][s]))
+
+    chain_F = ["GR"] + [f"F-GR eps={e}" for e in epss]
+    chain_B = ["GR"] + [f"B-GR eps={e}" for e in epss]
+    for label, chain, sign in (("F-GR shrinks more as eps grows", chain_F, -1), ("B-GR shrinks less as eps grows", chain_B, +1)):
+        ok_p, ok_c, details = 0, [], []
+        for s in seeds:
+            vals = [mean_log(k, s) for k in chain]
+            mono = all(sign * (vals[i + 1] - vals[i]) > 0 for i in range(len(vals) - 1))
+            ok_p += mono
+            per = [np.mean(sign * (shrink[chain[i + 1]][s] - shrink[chain[i]][s]) > 0) for i in range(len(chain) - 1)]
+            ok_c.append(np.mean(per))
+            details.append(f"seed {s}: mean log(alpha_eff/alpha) " + " > ".join(f"{v:.4f}" for v in vals)
+                           if sign < 0 else f"seed {s}: " + " < ".join(f"{v:.4f}" for v in vals))
+        rows.append(_row(f"{label} (n={n}, d={d})", "c_F - c_B = 32 gamma eps g K; (u^2+v^2)-weighted sum >= 0",
+                         f"{ok_p}/{len(seeds)} problems (mean log alpha_eff)", f"{len(seeds)}/{len(seeds)}",
+                         len(seeds) - ok_p, "holds" if ok_p == len(seeds) else ("partial" if ok_p else "fails"),
+                         f"coordinates ordered per pair (mean fraction) {np.mean(ok_c):.3f}; chain {chain}; "
+                         + "; ".join(details)))
+    return rows
+
+
+def igr_rows(cfg, store):
+    """GD against gradient flow: slope 1 in eta; against the modified flow GR(eta/2): slope 2."""
+    import dln
+
+    n, d = cfg.sizes[0]
+    prob = dln.make_problem(n=n, d=d, s=cfg.s, seed=cfg.seeds[0], n_test=0)
+    T = 1.0
+    etas = T / np.array([16, 32, 64, 128, 256])
+    gd = dln.run(prob, dln.GD(), dln.Steps(etas, max_steps=10**6), alpha=1.0, save_at=[T], loss_tol=0)
+    gf = dln.run(prob, dln.GD(), dln.Flow(rtol=1e-12, max_time=T), alpha=1.0, save_at=[T], loss_tol=0)
+    ig = dln.run(prob, dln.IGR(etas), dln.Flow(rtol=1e-12, max_time=T), alpha=1.0, save_at=[T], loss_tol=0)
+    e1 = np.linalg.norm(gd.saved.beta[:, 0] - gf.saved.beta[0, 0], axis=1)
+    e2 = np.linalg.norm(gd.saved.beta[:, 0] - ig.saved.beta[:, 0], axis=1)
+    rows = []
+    for label, e, k in (("GD vs gradient flow: error ~ eta^1", e1, 1), ("GD vs modified flow GR(eta/2): error ~ eta^2", e2, 2)):
+        sl, se = _fit(np.log(etas), np.log(e))
+        dif = abs(sl - k)
+        rows.append(_row(f"IGR: {label} (n={n}, d={d})", dv.igr().notes[0][:90], sl, float(k), dif,
+                         "holds" if dif <= max(3 * se, 0.05) else ("partial" if dif <= 0.25 else "fails"),
+                         f"fitted slope {sl:.4f} +- {se:.4f} (1 s.e.) over eta = T/{(T / etas).astype(int).tolist()}, "
+                         f"T={T}, alpha=1; errors {', '.join(f'{x:.2e}' for x in e)}"))
+    return rows
+
+
+def discrete_rows(cfg, store):
+    """How far beta(inf) of GD lands from argmin Q_{alpha_eff(inf)} as eta grows (predicted O(eta^2)),
+    and the exact per-step factor of u v."""
+    import dln
+
+    n, d = cfg.sizes[0]
+    prob = dln.make_problem(n=n, d=d, s=cfg.s, seed=cfg.seeds[0], n_test=0)
+    alpha0 = 0.1
+    etas = np.array([0.0025, 0.005, 0.01, 0.02, 0.04])
+    res = dln.run(prob, dln.GD(), dln.Steps(etas, max_steps=400000), alpha=alpha0, loss_tol=1e-20)
+    pred = dln.solve_dual(prob, res.final.alpha_eff)
+    dist = _rel(res.final.beta, pred.beta)
+    ok = res.ok
+    sl, se = _fit(np.log(etas[ok]), np.log(dist[ok]))
+    D = dv.discrete_gd()
+    rows = [_row(f"discrete GD: dist(beta(inf), argmin Q_alpha_eff(inf)) ~ eta^2 (n={n}, d={d})", D.notes[0][:90], sl, 2.0,
+                 abs(sl - 2), "holds" if abs(sl - 2) <= max(3 * se, 0.1) else ("partial" if abs(sl - 2) <= 0.5 else "fails"),
+                 "alpha=0.1; eta: " + ", ".join(f"{e:g} -> {x:.2e}" for e, x in zip(etas, dist))
+                 + f"; fitted slope {sl:.3f} +- {se:.3f}; statuses {sorted(set(res.status))}")]
+    store["discrete"] = dict(eta=etas, dist=dist)
+    return rows
+
+
+def flooding_rows(cfg, store):
+    """After the loss first reaches b, alpha_eff decays as the equivalent finite-difference GR predicts."""
+    import dln
+
+    n, d = cfg.sizes[0]
+    prob = dln.make_problem(n=n, d=d, s=cfg.s, seed=cfg.seeds[0], n_test=0)
+    X, y = _X(prob, 0)
+    alpha0 = 1.0
+    L0 = float(dln.Objective(prob, dln.Squares()).loss(dln.Squares().init(np.array([alpha0]), d))[0])
+    b = 0.05 * L0
+    rows = []
+    Fd = dv.flooding()
+    errs = {}
+    for eta_ in (0.02, 0.01):
+        steps = int(round((6.0 if cfg.quick else 12.0) / eta_))
+        ts = eta_ * np.arange(steps + 1)
+        res = dln.run(prob, dln.Flooding(b), dln.Steps(eta_, max_steps=steps), alpha=alpha0, save_at=ts, loss_tol=0)
+        beta = res.saved.beta[0]
+        ae = res.saved.alpha_eff[0]
+        loss = res.saved.train_loss[0]
+        kb = int(np.argmax(loss <= b))
+        if not np.any(loss <= b):
+            rows.append(_row(f"flooding eta={eta_}", "", np.nan, np.nan, np.nan, "fails", "loss never reached b"))
+            continue
+        gg = _g(X, y, beta)
+        uu, vv = _theta_from(beta, ae)
+        # exact: every step multiplies u v by 1 - 4 eta^2 g^2
+        exact = 0.5 * np.sum(np.log1p(-4 * eta_**2 * gg[kb:-1] ** 2), axis=0)
+        # equivalent FD-GR flow: D = (gamma/eps)(grad L(theta + eps grad L) - grad L), gamma = eta/2, eps = eta,
+        # drift c = 2 eta g g_+ with g_+ = g(beta(theta + eta grad L))
+        bp = uu**2 * (1 + 2 * eta_ * gg) ** 2 - vv**2 * (1 - 2 * eta_ * gg) ** 2
+        c = 2 * eta_ * gg * _g(X, y, bp)
+        fdgr = -np.trapezoid(c[kb:], x=ts[kb:], axis=0)
+        meas = np.log(ae[-1] / ae[kb])
+        scale = np.max(np.abs(meas))
+        e_exact = np.max(np.abs(exact - meas)) / scale
+        e_fd = np.max(np.abs(fdgr - meas)) / scale
+        errs[eta_] = e_fd
+        osc = np.mean(np.sign(loss[kb + 1:] - b) != np.sign(loss[kb:-1] - b))
+        rows.append(_row(f"flooding eta={eta_}: per-step u v factor 1 - 4 eta^2 g^2 (exact)", Fd.notes[0][:90],
+                         float(meas.mean()), float(exact.mean()), e_exact, _verdict(e_exact, 1e-9),
+                         f"b = {b:.3g} (0.05 L0), first reached at t={ts[kb]:.3g}; measured mean log decay after it "
+                         f"{meas.mean():.4g}"))
+        rows.append(_row(f"flooding eta={eta_}: alpha_eff decay = equivalent FD-GR (gamma=eta/2, eps=eta)",
+                         "ascent+descent = eta^2 step on the FD penalty gradient; c = 2 eta g g_+",
+                         float(meas.mean()), float(fdgr.mean()), e_fd, "pending",
+                         f"relative to max |decay| over coordinates; loss crosses b in {osc:.0%} of steps after t_b"))
+    # the FD-GR description is O(eta^2)-accurate per pair: its error should shrink with eta
+    etas = sorted(errs)
+    if len(etas) == 2:
+        ratio = errs[etas[1]] / max(errs[etas[0]], 1e-300)
+        for r in rows:
+            if r["verdict"] == "pending":
+                r["verdict"] = "holds" if (ratio > 1.5 and r["error"] < 0.05) else ("partial" if r["error"] < 0.2 else "fails")
+                r["detail"] += f"; error ratio eta 0.02/0.01 = {ratio:.2f}"
+    return rows
+
+
+def depth_rows(cfg, store):
+    """Depth-D gradient flow: h_D^{-1}(beta(inf)/alpha^D) in the row span of X, and the rich/kernel forms."""
+    import dln
+    from scipy.optimize import brentq
+
+    rows = []
+    n, d = cfg.sizes[0]
+    prob = dln.make_problem(n=n, d=d, s=cfg.s, seed=cfg.seeds, n_test=0)
+    for D in (3,):
+        Dd = dv.depth(D)
+        h = _lam(Dd.results["h_D"], sp.Symbol("w", real=True))
+        alphas = np.array([0.3, 1.0])
+        for a0 in alphas:
+            res = dln.run(prob, dln.GD(), dln.Flow(rtol=cfg.rtol), model=dln.Depth(D), alpha=a0, loss_tol=cfg.loss_tol)
+            worst = 0.0
+            for bb in range(len(res)):
+                X, y = _X(prob, bb)
+                bt = res.final.beta[bb] / a0**D
+                w = np.array([brentq(lambda x: h(x) - t, -1 + 1e-15, 1 - 1e-15, xtol=1e-15, rtol=4e-16) for t in bt])
+                Pw = w - X.T @ np.linalg.solve(X @ X.T, X @ w)
+                worst = max(worst, np.linalg.norm(Pw) / np.linalg.norm(w))
+            rows.append(_row(f"depth {D}, alpha={a0}: h_D^-1(beta(inf)/alpha^D) in row span of X (n={n}, d={d})",
+                             Dd.notes[0][:90], worst, 0.0, worst, _verdict(worst),
+                             f"{len(res)} seeds; relative norm of the null-space part; statuses {sorted(set(res.status))}"))
+    return rows
+
+
+CLAIMS = [("symbolic", symbolic_rows), ("lambdify", lambdify_rows), ("gf", gf_rows), ("drift", drift_rows),
+          ("igr", igr_rows), ("discrete", discrete_rows), ("flooding", flooding_rows), ("depth", depth_rows)]
+
+
+def validate(cfg, only=None, log=None):
+    """Run every claim; returns the rows."""
+    rng = np.random.default_rng(12345)
+    rows, store = [], {}
+    for name, fn in CLAIMS:
+        if only and name not in only:
+            continue
+        t0 = time.time()
+        new = fn(cfg, rng) if name == "lambdify" else fn(cfg) if name == "symbolic" else fn(cfg, store)
+        for r in new:
+            r["group"] = name
+        rows += new
+        if log:
+            log(f"[{name}: {len(new)} rows, {time.time() - t0:.1f}s]")
+    return rows
+
+
+def _fmt(x):
+    if isinstance(x, float):
+        return f"{x:.3e}" if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e4) else f"{x:.4g}"
+    return str(x)
+
+
+def table(rows):
+    cols = ["claim", "simulated", "predicted", "error", "verdict"]
+    data = [[_fmt(r[c]) for c in cols] for r in rows]
+    w = [max(len(c), *(len(x[i]) for x in data)) for i, c in enumerate(cols)]
+    w[0] = min(w[0], 90)
+    line = lambda xs: "  ".join(x[:w[i]].ljust(w[i]) for i, x in enumerate(xs))  # noqa: E731
+    return "\n".join([line(cols), line(["-" * x for x in w])] + [line(x) for x in data])
+
+
+def markdown(rows, elapsed, cfg):
+    cnt = {k: sum(r["verdict"] == k for r in rows) for k in ("holds", "partial", "fails")}
+    out = ["# dln validate: theory against simulation", "",
+           f"{len(rows)} rows: {cnt['holds']} hold, {cnt['partial']} partial, {cnt['fails']} fail "
+           f"({elapsed:.0f} s, {'quick' if cfg.quick else 'full'}; sizes {cfg.sizes}, seeds {cfg.seeds}, "
+           f"GF alpha in [{cfg.alpha_min:g}, {cfg.alpha_max:g}]).", "",
+           "| claim | derivation | simulated | predicted | error | verdict | detail |", "|---|---|---|---|---|---|---|"]
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    for r in rows:
+        out.append("| " + " | ".join(esc(_fmt(r[c])) for c in
+                                     ("claim", "derivation", "simulated", "predicted", "error", "verdict", "detail")) + " |")
+    out += ["", "## Derivations", ""]
+    for D in dv.all_derivations(quick=True if cfg.quick else False):
+        out.append(f"### {D.name}")
+        for k, e in D.results.items():
+            out.append(f"- `{k}`: $${sp.latex(e) if isinstance(e, sp.Basic) else esc(e)}$$")
+        for nt in D.notes:
+            out.append(f"- {nt}")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def _atomic_write(path, text):
+    path = os.path.abspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def add_arguments(parser, cmd="validate"):
+    parser.add_argument("--quick", action="store_true", help="reduced run (< 1 minute): one small size, alpha >= 1e-2")
+    parser.add_argument("--report", metavar="FILE.md", help="write a Markdown report (table, derivations in LaTeX)")
+    parser.add_argument("--json", metavar="FILE", help="write the rows as a JSON list")
+    parser.add_argument("--alpha-min", type=float, default=None, help="smallest alpha of the GF-limit claim (default 1e-6)")
+    parser.add_argument("--alpha-max", type=float, default=None, help="largest alpha of the GF-limit claim (default 1e2)")
+    parser.add_argument("--only", nargs="+", choices=[c for c, _ in CLAIMS], help="run only these claim groups")
+
+
+def main(args, cmd="validate"):
+    from dln import InputError
+
+    for name in ("alpha_min", "alpha_max"):
+        v = getattr(args, name, None)
+        if v is not None and not (np.isfinite(v) and 1e-12 <= v <= 1e4):
+            raise InputError(f"`--{name.replace('_', '-')}` must be in [1e-12, 1e4]; got {v!r}")
+    for name in ("report", "json"):
+        p = getattr(args, name, None)
+        if p and not os.path.isdir(os.path.dirname(os.path.abspath(p))):
+            raise InputError(f"`--{name}` must be a path in an existing directory; got {p!r}")
+    cfg = Config.make(args.quick, args.alpha_min, args.alpha_max)
+    if cfg.alpha_min >= cfg.alpha_max:
+        raise InputError(f"`--alpha-min` must be below `--alpha-max`; got {cfg.alpha_min} >= {cfg.alpha_max}")
+    t0 = time.time()
+    rows = validate(cfg, only=args.only, log=lambda s: print(s, file=sys.stderr, flush=True))
+    elapsed = time.time() - t0
+    print(table(rows))
+    cnt = {k: sum(r["verdict"] == k for r in rows) for k in ("holds", "partial", "fails")}
+    print(f"\n{len(rows)} claims: {cnt['holds']} hold, {cnt['partial']} partial, {cnt['fails']} fail ({elapsed:.1f} s)")
+    if args.json:
+        _atomic_write(args.json, json.dumps(rows, indent=1, default=str))
+    if args.report:
+        _atomic_write(args.report, markdown(rows, elapsed, cfg))
+    return 0
