@@ -23,6 +23,7 @@ slider position is kept in a cache but not drawn.
 import concurrent.futures as cf
 import os
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -211,6 +212,24 @@ def simulate_curve(problem, algorithm, alphas=SIM_ALPHAS, *, max_steps=CURVE_MAX
     return Curve(np.asarray(alphas, float), err, res.status == "converged")
 
 
+@contextmanager
+def _held(canvas):
+    """Hold back `canvas.draw_idle()` (which Agg carries out at once) inside the block."""
+    canvas.draw_idle = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        del canvas.draw_idle
+
+
+def panels(fig):
+    """The four panels of the window, `beta`, `err`, `aeff`, `loss`, as a dict of axes; the widgets use
+    the bottom 28% of the figure."""
+    return fig.subplot_mosaic([["beta"] * 3, ["err", "aeff", "loss"]],
+                              gridspec_kw=dict(left=0.06, right=0.985, top=0.885, bottom=0.30,
+                                               hspace=0.42, wspace=0.28))
+
+
 class Explorer:
     """The explorer's state: its figure, widgets, artists, caches and worker.
 
@@ -242,10 +261,12 @@ class Explorer:
 
         fig = plt.figure(figsize=figsize)
         self.fig = fig
-        ax = fig.subplot_mosaic([["beta"] * 3, ["err", "aeff", "loss"]],
-                                gridspec_kw=dict(left=0.06, right=0.985, top=0.885, bottom=0.30,
-                                                 hspace=0.42, wspace=0.28))
-        self.ax = ax
+        with _held(fig.canvas):  # widgets ask for draws as they are built; showing the figure draws it
+            self._build(fig, alpha, algorithm, gamma, eps, seed, seeded, Button, RadioButtons, Slider)
+            self.update()
+
+    def _build(self, fig, alpha, algorithm, gamma, eps, seed, seeded, Button, RadioButtons, Slider):
+        self.ax = ax = panels(fig)
         self.title = fig.text(0.5, 0.985, "", ha="center", va="top", fontsize=11)
         self.status = fig.text(0.5, 0.958, "", ha="center", va="top", fontsize=9, color="0.3")
         self.artists = self._make_artists(ax)
@@ -279,7 +300,6 @@ class Explorer:
         self._timer.add_callback(self.poll)
         self._timer_on = False
         fig.canvas.mpl_connect("close_event", lambda _event: self.close())
-        self.update()
 
     # -- artists, created once --------------------------------------------------------------------------
     def _make_artists(self, ax):
@@ -310,6 +330,7 @@ class Explorer:
         e.set_yscale("log")
         e.set(xlim=(10.0 ** LOG10_ALPHA_RANGE[0] / 2, 10.0 ** LOG10_ALPHA_RANGE[1] * 2), ylim=(1e-3, 1.0))
         e.set_xlabel("alpha")
+        e.set_title("where training lands, against alpha", fontsize=10)
         e.legend(fontsize=7, loc="upper left")
 
         f = ax["aeff"]
@@ -322,7 +343,7 @@ class Explorer:
         f.set(xlim=(1e-9, 1e6), ylim=(1e-2, 1.0))  # log axes need positive limits before the first draw
         f.set_autoscale_on(True)
         f.set_xlabel("t")
-        f.set_ylabel("alpha_eff(t) = sqrt(u v)")
+        f.set_title("alpha_eff(t) = sqrt(u v)", fontsize=10)
         f.legend(fontsize=7, loc="lower left")
 
         g = ax["loss"]
@@ -333,6 +354,7 @@ class Explorer:
         g.set(xlim=(1e-9, 1e6), ylim=(1e-9, 1.0))
         g.set_autoscale_on(True)
         g.set_xlabel("t")
+        g.set_title("loss of the current run", fontsize=10)
         g.legend(fontsize=7, loc="lower left")
         return a
 
@@ -418,7 +440,7 @@ class Explorer:
             self._timer_on = False
         if fresh:
             self.draw()
-        return fresh
+        # returns None: a timer callback that returns 0 (or False) is removed by matplotlib
 
     def wait(self, timeout=None):
         """Block until every requested simulation has finished, then draw them (no event loop needed)."""
@@ -429,9 +451,10 @@ class Explorer:
         """Put every widget back to its initial value, then update once."""
         self._muted = True
         try:
-            for k in ("alpha", "gamma", "eps", "seed"):
-                self.widgets[k].reset()
-            self.widgets["algorithm"].set_active(self._initial_algorithm)
+            with _held(self.fig.canvas):
+                for k in ("alpha", "gamma", "eps", "seed"):
+                    self.widgets[k].reset()
+                self.widgets["algorithm"].set_active(self._initial_algorithm)
         finally:
             self._muted = False
         self.update()
@@ -445,16 +468,27 @@ class Explorer:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- the one drawing function ----------------------------------------------------------------------
+    def current(self):
+        """What is known for the current setting, as a dict: `problem`, `reference` (`Reference`),
+        `beta` and `error` (the gradient-flow limit and its test error), `sim` (`Trajectory`, an
+        exception, or None while pending) and `curve` (`Curve` or None)."""
+        s = self.setting()
+        problem = self.problem(s[0])
+        beta, err = gf_limit(problem, s[4])
+        (_, sim_key, _), (_, curve_key, _) = self._jobs(*s)
+        return dict(problem=problem, reference=self.ref(s[0]), beta=beta, error=err,
+                    sim=self._sims.get(sim_key), curve=self._curves.get(curve_key),
+                    pending=sim_key in self._futures)
+
     def draw(self):
         """Set every artist's data from the caches for the current setting; ends in `draw_idle()`."""
-        seed, name, gamma, eps, alpha = s = self.setting()
-        problem, ref = self.problem(seed), self.ref(seed)
+        seed, name, gamma, eps, alpha = self.setting()
+        now = self.current()
+        problem, ref, beta, err, sim, curve = (now[k] for k in ("problem", "reference", "beta", "error", "sim",
+                                                                  "curve"))
         a, ax = self.artists, self.ax
         d = problem.d
         i = np.arange(d)
-        beta, err = gf_limit(problem, alpha)
-        (_, sim_key, _), (_, curve_key, _) = self._jobs(*s)
-        sim, curve = self._sims.get(sim_key), self._curves.get(curve_key)
 
         # beta(inf): stems = gradient-flow prediction, crosses = the algorithm's simulated limit
         st = a["stems"]
@@ -506,7 +540,7 @@ class Explorer:
         algo = FORMULAS[name].format(g=gamma, e=eps)
         self.title.set_text(f"{algo}   |   alpha = {alpha:.3g}   |   problem n = {problem.n}, d = {d}"
                             + (f", seed {seed}" if self.widgets["seed"].get_active() else ""))
-        self.status.set_text(self._status_line(sim, sim_key in self._futures, err, ref.error_name))
+        self.status.set_text(self._status_line(sim, now["pending"], err, ref.error_name))
         self.fig.canvas.draw_idle()
 
     @staticmethod
