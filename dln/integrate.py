@@ -172,17 +172,23 @@ class _Recorder:
                       self.grad_evals, self.status.astype(str), self.message.astype(str))
 
 
-def _stable_eta(objective, theta, iters=60):
-    """`2 / lambda_max(H(theta))` per run by power iteration: the step size above which
-    gradient descent is unstable at `theta`."""
+def _stable_eta(objective, algorithm, theta, iters=60):
+    """`2 / lambda_max` per run, `lambda_max` the largest eigenvalue (by power iteration) of the
+    Jacobian of the update direction `D` at `theta`: the step size above which the iteration
+    `theta <- theta - eta D(theta)` is unstable there. For GD it is the Hessian `H`; for GR it is
+    `H + gamma H^2 + ...`, whose limit is much smaller. Jacobian-vector products by central differences
+    of `algorithm.direction` (3 significant digits are all the message needs)."""
     rng = np.random.default_rng(0)
     w = rng.standard_normal(theta.shape)
     lam = np.zeros(theta.shape[0])
+    h = 1e-6 * np.maximum(1.0, np.abs(theta).max(axis=(1, 2)))[:, None, None]
     for _ in range(iters):
         w /= np.sqrt(np.einsum("bkd,bkd->b", w, w))[:, None, None]
-        Hw = objective.hvp(theta, w)
-        lam = np.einsum("bkd,bkd->b", w, Hw)
-        w = Hw
+        Jw = algorithm.direction(theta + h * w, objective)[0]
+        Jw -= algorithm.direction(theta - h * w, objective)[0]
+        Jw /= 2 * h
+        lam = np.einsum("bkd,bkd->b", w, Jw)
+        w = Jw
     return 2 / np.abs(lam)
 
 
@@ -222,10 +228,10 @@ def _steps(objective, algorithm, theta0, integ, save_at, tol, rec):
                     continue
                 rows = idx[mask]
                 if status == "diverged":
-                    lim = _stable_eta(objective.take(rows), theta0[rows])
+                    lim = _stable_eta(objective.take(rows), _alg.take(algorithm, rows, B), theta0[rows])
                     msg = [f"diverged at step {k} (train loss {L[i]:.3g} > {BLOWUP:.0e} x initial); "
-                           f"`eta` = {eta[r]:.3g} is too large: try eta < {lm:.3g} (2 / largest Hessian "
-                           "eigenvalue at initialization)" for i, r, lm in zip(mask.nonzero()[0], rows, lim)]
+                           f"`eta` = {eta[r]:.3g} is too large: try eta < {lm:.3g} (2 / largest eigenvalue "
+                           "of the update's Jacobian at initialization)" for i, r, lm in zip(mask.nonzero()[0], rows, lim)]
                     th = np.where(np.isfinite(theta[mask]), theta[mask], np.nan)
                 else:
                     msg = (f"loss {L[mask][0]:.3g} below tolerance after {k} steps" if status == "converged"

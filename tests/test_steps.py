@@ -162,6 +162,23 @@ def test_divergence_is_a_status_with_the_step_and_the_stable_step_size(small):
     np.testing.assert_allclose(res.t_final[1], k * eta[1], rtol=1e-15)
 
 
+def test_divergence_message_uses_the_update_jacobian_for_gr(small):
+    """For GR the update's Jacobian is `H + gamma (H^2 + dH[grad L])`, whose largest eigenvalue (here by
+    a dense central-difference Jacobian of the reference direction) bounds eta far below 2/lambda_max(H)."""
+    gamma, alpha = 0.1, 1.0
+    th0 = np.full((2, small.d), alpha).ravel()
+    D = lambda th: REFERENCE["gr"]("squares", th, small.X[0], small.y[0], dict(gamma=gamma))  # noqa: E731
+    h = 1e-6
+    J = np.array([(D(th0 + h * e) - D(th0 - h * e)) / (2 * h) for e in np.eye(th0.size)]).T
+    eta_max = 2 / np.abs(np.linalg.eigvals(J)).max()
+    _, _, H = _parts("squares", th0.reshape(2, -1), small.X[0], small.y[0])
+    assert eta_max < 0.5 * 2 / np.linalg.eigvalsh(H).max()
+    res = dln.run(small, dln.GR(gamma), dln.Steps(3 * eta_max, 5000), alpha=alpha)
+    assert res.status[0] == "diverged"
+    stated = float(re.search(r"eta < ([0-9.e+-]+)", res.message[0]).group(1))
+    assert abs(stated - eta_max) <= 5e-3 * eta_max
+
+
 def test_saves_lie_on_t_eta_k_and_repeat_the_final_state(small):
     eta = np.array([0.02, 0.03])  # below 2/lambda_max = 0.051 at alpha = 1
     times = np.array([0.0, 0.3, 0.95, 50.0])
