@@ -481,6 +481,11 @@ def table(r):
         L.append(f"{'5':<6}{str(x['steps']) + ' steps, B = ' + str(mm['B']) + ', ' + str(mm['saves']) + ' saves: peak MB':<62}"
                  f"{_g(x['peak_mb']):>14}")
     L.append(f"{'5':<6}{'peak growth, longest / shortest run':<62}{_g(mm['growth']):>14}")
+    load, cores = (m["load_avg"] or [0])[0], m["usable_cpus"] or 1
+    if load > cores and not any(m["blas_threads"].values()):
+        L.append(f"note: load average {load:.1f} exceeds the {cores} usable cores and BLAS threads are not "
+                 "pinned: multi-threaded OpenBLAS spin-waits on oversubscribed cores (a 10x slower matrix "
+                 "product was measured so); rerun with OPENBLAS_NUM_THREADS=1 for stable figures")
     L.append("goals: " + "; ".join(f"{k}: {'met' if v else ('n/a' if v is None else 'NOT met')}"
                                    for k, v in r["goals"].items()))
     return "\n".join(L)
