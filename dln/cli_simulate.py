@@ -168,7 +168,10 @@ def _load(args, cmd):
             msg = _flagify(e)
             raise InputError(msg if "`--data`" in msg else f"`--data` file {args.data!r}: {msg}") from None
     kw = {k: GENERATED[k] if getattr(args, k) is None else getattr(args, k) for k in GENERATED}
-    return make_problem(**kw)
+    try:
+        return make_problem(**kw)
+    except InputError as e:
+        raise InputError(_flagify(e)) from None
 
 
 def _alpha(value, d, default=1.0):

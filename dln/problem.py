@@ -4,6 +4,7 @@ A `Problem` holds `P` problems of the same shape stacked on a leading axis
 (`P = 1` for a single data set); a run batch uses problem `b` for run `b`, or
 the single problem for every run.
 """
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,6 +186,9 @@ def load_problem(path):
     p = Path(path)
     if not p.is_file():
         raise InputError(f"`data` must be an existing .npz file; {str(path)!r} does not exist")
+    if not zipfile.is_zipfile(p):  # else np.load takes any other bytes for a pickle
+        raise InputError(f"`data` must be a readable .npz file (a zip of .npy arrays, as numpy.savez writes); "
+                         f"{str(path)!r} is not one")
     try:
         with np.load(p, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
