@@ -123,30 +123,37 @@ def theta_from(beta, alpha_eff):
     return u, a2 / u
 
 
-def drift_integral(X, y, t, beta, alpha_eff, eps):
-    """`int_0^t 4 g g_+ dt` per coordinate along a saved squares-model trajectory (trapezoid rule).
+def drift_rate(X, y, beta, alpha_eff, eps):
+    """The F-GR drift per unit `gamma`, `4 g g_+`, at saved squares-model states, shape (S, d).
 
-    The F-GR drift (THEORY.md) per unit `gamma`: `g = X^T (X beta - y) / n` and
-    `g_+ = g(beta(theta + eps grad_theta L))`, with `theta + eps grad L = (u (1 + 2 eps g),
-    v (1 - 2 eps g))`; `eps < 0` is B-GR and `eps = 0` gives the exact-GR drift `4 g^2`.
-    Written from the formulas, not from `dln`'s algorithms, so that it is an independent check.
+    `g = X^T (X beta - y) / n` and `g_+ = g(beta(theta + eps grad_theta L))`, with
+    `theta + eps grad L = (u (1 + 2 eps g), v (1 - 2 eps g))` (THEORY.md); `eps < 0`
+    is B-GR and `eps = 0` gives the exact-GR drift `4 g^2`. Written from the
+    formulas, not from `dln`'s algorithms, so that it is an independent check.
 
     X : ndarray, shape (n, d);  y : ndarray, shape (n,)
-    t : ndarray, shape (S,), increasing save times starting at 0
     beta, alpha_eff : ndarray, shape (S, d)
-    eps : float
-
-    Returns
-    -------
-    ndarray, shape (d,): `log(alpha / alpha_eff(t_S))` predicted per unit `gamma`.
     """
     n = X.shape[0]
     g = (beta @ X.T - y) @ X / n
     u, v = theta_from(beta, alpha_eff)
     up, vp = u * (1 + 2 * eps * g), v * (1 - 2 * eps * g)
     gp = ((up * up - vp * vp) @ X.T - y) @ X / n
-    c = 4 * g * gp
-    return np.sum((c[1:] + c[:-1]) / 2 * np.diff(t)[:, None], axis=0)
+    return 4 * g * gp
+
+
+def cumulative_drift(X, y, t, beta, alpha_eff, eps):
+    """`int_0^{t_s} 4 g g_+ dt` per coordinate at each save time (trapezoid rule), shape (S, d):
+    `log(alpha / alpha_eff(t_s))` predicted per unit `gamma`. `t` (S,) increasing from 0."""
+    c = drift_rate(X, y, beta, alpha_eff, eps)
+    steps = (c[1:] + c[:-1]) / 2 * np.diff(t)[:, None]
+    return np.concatenate([np.zeros((1, c.shape[1])), np.cumsum(steps, axis=0)])
+
+
+def drift_integral(X, y, t, beta, alpha_eff, eps):
+    """`int_0^{t_S} 4 g g_+ dt` per coordinate along a saved trajectory, shape (d,):
+    `log(alpha / alpha_eff)` at the last save predicted per unit `gamma` (see `drift_rate`)."""
+    return cumulative_drift(X, y, t, beta, alpha_eff, eps)[-1]
 
 
 def crossing(x, y, level):
