@@ -56,16 +56,16 @@ class Size:
     scale_B: tuple      # item 4: batch sizes
     scale_steps: int    # item 4: steps per timing
     mem_steps: tuple    # item 5: run lengths
-    limit_alpha: float  # item 3: initialization scale of the limit runs
+    limit_alphas: tuple  # item 3: initialization scales of the limit runs
 
 
 SIZES = {
     "full": Size(256, 2000, 32, 3, (0.04, 0.02, 0.01, 0.005), (100, 1000, 5000), 60.0,
                  (100, 300, 1000, 3000, 10000), (1, 4, 16, 64, 256, 1024, 4096), 100,
-                 (10_000, 100_000, 1_000_000), 0.1),
+                 (10_000, 100_000, 1_000_000), (0.1, 0.01)),
     "quick": Size(256, 100, 8, 3, (0.04, 0.02, 0.01), (100, 1000), 10.0,
-                  (100, 300, 1000, 3000), (1, 16, 256, 1024), 20, (1_000, 10_000, 30_000), 0.1),
-    "smoke": Size(32, 20, 2, 1, (0.01, 0.005), (50,), 2.0, (50, 100, 200), (1, 4, 8), 5, (100, 300), 1.0),
+                  (100, 300, 1000, 3000), (1, 16, 256, 1024), 20, (1_000, 10_000, 30_000), (0.1,)),
+    "smoke": Size(32, 20, 2, 1, (0.01, 0.005), (50,), 2.0, (50, 100, 200), (1, 4, 8), 5, (100, 300), (1.0,)),
 }
 
 #: the problem of items 1-2 (the issue's n = 40, d = 200) and the alphas swept there
@@ -271,10 +271,13 @@ def bench_limit(size):
     Gradient flow: the exact limit is `argmin Q_alpha` (`dln.solve_dual`). F-GR: the flow's
     limit is `argmin Q_{alpha_eff(inf)}` with the run's own `alpha_eff(inf)`
     (THEORY.md); small-step F-GR is measured against the F-GR flow's `beta(inf)`.
-    `alpha = 0.1` keeps the explicit flow fast (the rich regime is the lead's stiff solver).
+    One row per `alpha` in `size.limit_alphas`.
     """
+    return [_limit_at(size, alpha) for alpha in size.limit_alphas]
+
+
+def _limit_at(size, alpha):
     p = dln.make_problem(n=N, d=D, seed=0, n_test=0)
-    alpha = size.limit_alpha
     out = {"alpha": alpha}
     for name, alg in (("GF", dln.GD()), ("F-GR", dln.FGR(**FGR_HYPER))):
         t0 = time.perf_counter()
@@ -414,7 +417,7 @@ def collect(size, log=lambda s: None):
     d1000 = [r for r in du if r["d"] == 1000]
     out["batched_vs_loop_speedup"] = min(r["speedup"] for r in lp)
     out["batched_vs_floor_ratio"] = fl["gd_ratio"]
-    out["flow_vs_gd_grad_eval_ratio"] = lim["GF"]["eval_ratio"]
+    out["flow_vs_gd_grad_eval_ratio"] = min(x["GF"]["eval_ratio"] for x in lim)
     out["dual_vs_slsqp_speedup_d1000"] = d1000[0]["speedup"] if d1000 else None
     out["goals"] = {
         "batched_vs_loop >= 10x": out["batched_vs_loop_speedup"] >= 10,
@@ -430,57 +433,61 @@ def _g(x):
 
 
 def table(r):
-    """The results as text rows: item, what, value."""
+    """The results as text: one row per figure (item, measurement, value), then the goals."""
     L = []
+
+    def row(item, what, value):
+        L.append(f"{item:<6}{what:<62}{value:>14}")
+
     m = r["machine"]
     L.append(f"machine: {m['cpu_count']} cores ({m['usable_cpus']} usable), load {m['load_avg']}, "
              f"BLAS threads env {m['blas_threads']}, numpy {m['numpy']}")
-    L.append(f"{'item':<6}{'measurement':<62}{'value':>14}")
+    row("item", "measurement", "value")
     for x in r["loop"]:
-        L.append(f"{'1':<6}{x['algorithm'] + ' us per run-step: batched / loop':<62}"
-                 f"{_g(x['batched_us']) + ' / ' + _g(x['loop_us']):>14}")
-        L.append(f"{'1':<6}{x['algorithm'] + ' speedup batched vs loop (goal >= 10)':<62}{_g(x['speedup']):>14}")
-        L.append(f"{'1':<6}{x['algorithm'] + ' max |beta_batched - beta_loop| / max |beta|':<62}"
-                 f"{_g(x['beta_max_rel_diff']):>14}")
+        a = x["algorithm"]
+        row(1, f"{a} us per run-step: batched / loop", f"{_g(x['batched_us'])} / {_g(x['loop_us'])}")
+        row(1, f"{a} speedup batched vs loop (goal >= 10)", _g(x["speedup"]))
+        row(1, f"{a} max |beta_batched - beta_loop| / max |beta|", _g(x["beta_max_rel_diff"]))
     f = r["floor"]
-    L.append(f"{'2':<6}{'floor (2 matmuls) us per run-step, B = ' + str(f['B']):<62}{_g(f['floor_us']):>14}")
-    L.append(f"{'2':<6}{'GD step / floor (goal <= 1.5)':<62}{_g(f['gd_ratio']):>14}")
-    L.append(f"{'2':<6}{'F-GR step / (2 x floor) (two gradients per step)':<62}{_g(f['fgr_ratio']):>14}")
-    L.append(f"{'2':<6}{'hand-written in-place NumPy GD step / floor':<62}{_g(f['numpy_ratio']):>14}")
-    L.append(f"{'2':<6}{'dln GD step / hand-written NumPy step (framework overhead)':<62}"
-             f"{_g(f['gd_vs_numpy']):>14}")
+    row(2, f"floor (2 matmuls) us per run-step, B = {f['B']}", _g(f["floor_us"]))
+    row(2, "GD step / floor (goal <= 1.5)", _g(f["gd_ratio"]))
+    row(2, "F-GR step / (2 x floor) (two gradients per step)", _g(f["fgr_ratio"]))
+    row(2, "hand-written in-place NumPy GD step / floor", _g(f["numpy_ratio"]))
+    row(2, "dln GD step / hand-written NumPy step (framework overhead)", _g(f["gd_vs_numpy"]))
     for x in f["profile"][:4]:
-        L.append(f"{'2':<6}{'  profile: ' + x['function'][:48]:<62}{format(x['share'], '.0%'):>14}")
-    for name in ("GF", "F-GR"):
-        x = r["limit"][name]
-        fl, st = x["flow"], x["steps"]
-        L.append(f"{'3':<6}{name + ' flow: grad evals, s, rel err (' + fl['status'] + ')':<62}"
-                 f"{fl['grad_evals']:>6} {_g(fl['seconds'])} {_g(fl['err'])}")
-        L.append(f"{'3':<6}{name + ' steps: err/eta slope; eta matching 1e-6' + (' (extrap.)' if st['extrapolated'] else ''):<62}"
-                 f"{_g(st['slope'])} {_g(st['eta_match'])}")
-        L.append(f"{'3':<6}{name + ' steps: grad evals, s at that eta':<62}"
-                 f"{_g(st['grad_evals_match'])} {_g(st['seconds_match'])}")
-        L.append(f"{'3':<6}{name + ' grad-eval ratio steps / flow' + (' (goal >= 100)' if name == 'GF' else ''):<62}"
-                 f"{_g(x['eval_ratio']):>14}")
-        L.append(f"{'3':<6}{name + ' time ratio steps / flow':<62}{_g(x['time_ratio']):>14}")
+        row(2, "  profile: " + x["function"][:48], format(x["share"], ".0%"))
+    for lim in r["limit"]:
+        for name in ("GF", "F-GR"):
+            x = lim[name]
+            fl, st = x["flow"], x["steps"]
+            lab = f"{name} alpha={lim['alpha']:g}"
+            row(3, f"{lab} flow: grad evals, s, rel err ({fl['status']})",
+                f"{fl['grad_evals']} {_g(fl['seconds'])} {_g(fl['err'])}")
+            row(3, f"{lab} steps: err/eta slope; eta for 1e-6" + (" (extrapolated)" if st["extrapolated"] else ""),
+                f"{_g(st['slope'])} {_g(st['eta_match'])}")
+            row(3, f"{lab} steps: grad evals, s at that eta",
+                f"{_g(st['grad_evals_match'])} {_g(st['seconds_match'])}")
+            row(3, f"{lab} grad-eval ratio steps / flow" + (" (goal >= 100)" if name == "GF" else ""),
+                _g(x["eval_ratio"]))
+            row(3, f"{lab} time ratio steps / flow", _g(x["time_ratio"]))
     for x in r["dual"]:
-        cap = " (SLSQP capped)" if x["slsqp_capped"] else ""
-        L.append(f"{'3':<6}{'d = ' + str(x['d']) + ': dual s / SLSQP s' + cap:<62}"
-                 f"{_g(x['dual_s']) + ' / ' + _g(x['slsqp_s']):>14}")
-        L.append(f"{'3':<6}{'d = ' + str(x['d']) + ': speedup' + (' (lower bound)' if cap else '') + (' (goal >= 100)' if x['d'] == 1000 else '') + '; SLSQP rel err':<62}"
-                 f"{_g(x['speedup'])} {_g(x['slsqp_err'])}")
+        cap = x["slsqp_capped"]
+        row(3, f"d = {x['d']}: dual s / SLSQP s" + (" (SLSQP capped)" if cap else ""),
+            f"{_g(x['dual_s'])} / {_g(x['slsqp_s'])}")
+        row(3, f"d = {x['d']}: speedup" + (" (lower bound)" if cap else "")
+            + (" (goal >= 100)" if x["d"] == 1000 else "") + "; SLSQP rel err",
+            f"{_g(x['speedup'])} {_g(x['slsqp_err'])}")
     for axis, s in r["scaling"].items():
         fixed = ", ".join(f"{k} = {v}" for k, v in s["fixed"].items())
         for x in s["rows"]:
-            L.append(f"{'4':<6}{axis + ' = ' + str(x['value']) + ' (' + fixed + '): ms per step, peak MB':<62}"
-                     f"{_g(x['step_s'] * 1e3)} {_g(x['peak_mb'])}")
-        L.append(f"{'4':<6}{'exponent in ' + axis + ': time, memory (upper half fit)':<62}"
-                 f"{_g(s['time_exponent'])} {_g(s['memory_exponent'])}")
+            row(4, f"{axis} = {x['value']} ({fixed}): ms per step, peak MB",
+                f"{_g(x['step_s'] * 1e3)} {_g(x['peak_mb'])}")
+        row(4, f"exponent in {axis}: time, memory (upper half fit)",
+            f"{_g(s['time_exponent'])} {_g(s['memory_exponent'])}")
     mm = r["memory"]
     for x in mm["rows"]:
-        L.append(f"{'5':<6}{str(x['steps']) + ' steps, B = ' + str(mm['B']) + ', ' + str(mm['saves']) + ' saves: peak MB':<62}"
-                 f"{_g(x['peak_mb']):>14}")
-    L.append(f"{'5':<6}{'peak growth, longest / shortest run':<62}{_g(mm['growth']):>14}")
+        row(5, f"{x['steps']} steps, B = {mm['B']}, {mm['saves']} saves: peak MB", _g(x["peak_mb"]))
+    row(5, "peak growth, longest / shortest run", _g(mm["growth"]))
     load, cores = (m["load_avg"] or [0])[0], m["usable_cpus"] or 1
     if load > cores and not any(m["blas_threads"].values()):
         L.append(f"note: load average {load:.1f} exceeds the {cores} usable cores and BLAS threads are not "
