@@ -166,7 +166,7 @@ def flow(objective, algorithm, theta0, integ, save_at, tol, rec):
     L0 = objective.loss(theta0)
     idx = np.arange(B)
     obj, alg = objective, algorithm
-    evals = algorithm.grad_evals
+    evals = _alg.evals_per_run(algorithm, B)
     rtol, atol = integ.rtol, integ.atol
 
     def f(w, o, a):
@@ -253,7 +253,7 @@ def flow(objective, algorithm, theta0, integ, save_at, tol, rec):
             if not stop.any():
                 continue
             rec.steps[idx[stop]] = accepted[idx[stop]]
-            rec.grad_evals[idx[stop]] = calls[idx[stop]] * evals
+            rec.grad_evals[idx[stop]] = calls[idx[stop]] * evals[idx[stop]]
             for mask, status, fill, msg in (
                 (conv, "converged", True, lambda i: f"loss {L[i]:.3g} below tolerance at t = {t[i]:.6g}"),
                 (tcap, "max_time", True, lambda i: f"reached max_time = {t[i]:.6g} with loss {L[i]:.3g}"),
