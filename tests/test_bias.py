@@ -217,10 +217,8 @@ def test_seed_and_gamma_batched_flow_equals_single_flows():
         np.testing.assert_allclose(batched.final.alpha_eff[b], one.final.alpha_eff[0], rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="dln/flow.py counts algorithm.grad_evals (2 when any gamma > 0) for every row; "
-                                       "a GD row (gamma = 0) of a GR batch should count 1 per evaluation like the "
-                                       "single run, as Steps does via algorithms.evals_per_run (reported to the lead)")
 def test_flow_batch_counts_gradient_evaluations_per_run():
+    """A GD row (gamma = 0) of a GR batch counts one gradient per evaluation, like the single run."""
     batched, singles = _seed_gr_batch()
     assert [batched.grad_evals[b] for b in range(2)] == [one.grad_evals[0] for one in singles]
 
