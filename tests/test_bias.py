@@ -201,7 +201,8 @@ def test_batched_flow_equals_single_flows(gd_flows):
         np.testing.assert_allclose(res.t_final[b], one.t_final[0], rtol=10 * res.steps[b] * EPS / 1e-6)
 
 
-def _seed_gr_batch():
+@pytest.fixture(scope="module")
+def seed_gr_batch():
     ps = dln.make_problem(n=5, d=12, s=2, seed=[3, 4], n_test=0)
     gamma, alpha = np.array([0.0, 0.1]), np.array([1.0, 0.5])
     batched = dln.run(ps, dln.GR(gamma), dln.Flow(rtol=1e-6), alpha=alpha, loss_tol=1e-10)
@@ -209,17 +210,17 @@ def _seed_gr_batch():
     return batched, singles
 
 
-def test_seed_and_gamma_batched_flow_equals_single_flows():
-    batched, singles = _seed_gr_batch()
+def test_seed_and_gamma_batched_flow_equals_single_flows(seed_gr_batch):
+    batched, singles = seed_gr_batch
     for b, one in enumerate(singles):
         assert (batched.status[b], batched.steps[b]) == (one.status[0], one.steps[0])
         np.testing.assert_allclose(batched.final.beta[b], one.final.beta[0], rtol=1e-11, atol=1e-14)
         np.testing.assert_allclose(batched.final.alpha_eff[b], one.final.alpha_eff[0], rtol=1e-12)
 
 
-def test_flow_batch_counts_gradient_evaluations_per_run():
+def test_flow_batch_counts_gradient_evaluations_per_run(seed_gr_batch):
     """A GD row (gamma = 0) of a GR batch counts one gradient per evaluation, like the single run."""
-    batched, singles = _seed_gr_batch()
+    batched, singles = seed_gr_batch
     assert [batched.grad_evals[b] for b in range(2)] == [one.grad_evals[0] for one in singles]
 
 
