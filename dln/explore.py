@@ -16,12 +16,15 @@ from this initialization?":
 - the training and test loss over time.
 
 The dual solve takes milliseconds, so the gradient-flow answer is drawn at
-once. Simulations run on a worker thread; a canvas timer polls for them and
+once. Simulations run in worker processes; a canvas timer polls for them and
 draws each result when it is ready, and a result that belongs to an older
 slider position is kept in a cache but not drawn.
 """
 import concurrent.futures as cf
+import multiprocessing as mp
 import os
+import sys
+import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -212,6 +215,26 @@ def simulate_curve(problem, algorithm, alphas=SIM_ALPHAS, *, max_steps=CURVE_MAX
     return Curve(np.asarray(alphas, float), err, res.status == "converged")
 
 
+def _ready():
+    """A no-op job: starts a worker process (which imports `dln`) before the first real request."""
+
+
+def _executor(background):
+    """`(executor or None, owned)` for the `background` argument of `explore`."""
+    if background is False:
+        return None, False
+    if isinstance(background, cf.Executor):
+        return background, False
+    if background in (True, "process") and sys.platform.startswith("linux") and threading.active_count() == 1:
+        # fork (before the window exists, and with no other thread to copy mid-lock); spawn would re-run an
+        # unguarded script's top level in each worker
+        return cf.ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("fork")), True
+    if background in (True, "process", "thread"):
+        return cf.ThreadPoolExecutor(max_workers=2, thread_name_prefix="dln-explore"), True
+    raise InputError("`background` must be True (or 'process'), 'thread', False or a concurrent.futures.Executor; "
+                     f"got {background!r}")
+
+
 @contextmanager
 def _held(canvas):
     """Hold back `canvas.draw_idle()` (which Agg carries out at once) inside the block."""
@@ -254,7 +277,10 @@ class Explorer:
         self._sims = OrderedDict()
         self._curves = OrderedDict()
         self._futures = {}  # key -> Future
-        self._pool = cf.ThreadPoolExecutor(max_workers=2, thread_name_prefix="dln-explore") if background else None
+        self._pool, self._own_pool = _executor(background)
+        if isinstance(self._pool, cf.ProcessPoolExecutor):
+            for _ in range(2):  # start the worker processes now, while the first prediction is drawn
+                self._pool.submit(_ready)
         self._muted = False
         self._want = None
         self._initial_algorithm = list(ALGORITHMS).index(algorithm)
@@ -383,17 +409,16 @@ class Explorer:
         return self._refs[seed]
 
     def _jobs(self, seed, name, gamma, eps, alpha):
-        """The two simulations a setting needs: `(cache, key, thunk)`."""
+        """The simulations a setting needs: `(cache, key, function, args, kwargs)` (picklable, for a
+        process pool): the current run, and the algorithm's curve unless `sim_alphas` is empty."""
         problem = self.problem(seed)
         algorithm = make_algorithm(name, gamma, eps)
-        sa, sav, ms = self.sim_alphas, self.save_at, self.max_steps
-        return [
-            (self._sims, ("sim", seed, name, gamma, eps, alpha),
-             lambda: simulate(problem, algorithm, alpha, save_at=sav, max_steps=ms)),
-            (self._curves, ("curve", seed, name, gamma, eps),
-             lambda: simulate_curve(problem, algorithm, sa, max_steps=min(ms, CURVE_MAX_STEPS))
-             if sa.size else None),
-        ]
+        jobs = [(self._sims, ("sim", seed, name, gamma, eps, alpha), simulate, (problem, algorithm, alpha),
+                 dict(save_at=self.save_at, max_steps=self.max_steps))]
+        if self.sim_alphas.size:
+            jobs.append((self._curves, ("curve", seed, name, gamma, eps), simulate_curve,
+                         (problem, algorithm, self.sim_alphas), dict(max_steps=min(self.max_steps, CURVE_MAX_STEPS))))
+        return jobs
 
     # -- callbacks --------------------------------------------------------------------------------------
     def _changed(self, _value):
@@ -404,17 +429,17 @@ class Explorer:
         """Read the widgets, draw what is known, and compute (or ask the worker for) the rest."""
         seed, name, gamma, eps, alpha = s = self.setting()
         jobs = self._jobs(*s)
-        self._want = {key for _, key, _ in jobs}
+        self._want = {job[1] for job in jobs}
         for key in list(self._futures):  # stale requests that have not started are dropped
             if key not in self._want and self._futures[key].cancel():
                 del self._futures[key]
-        for cache, key, thunk in jobs:
+        for cache, key, fn, args, kwargs in jobs:
             if key in cache or key in self._futures:
                 continue
             if self._pool is None:
-                self._remember(cache, key, thunk())
+                self._remember(cache, key, fn(*args, **kwargs))
             else:
-                self._futures[key] = self._pool.submit(thunk)
+                self._futures[key] = self._pool.submit(fn, *args, **kwargs)
         if self._futures and not self._timer_on:
             self._timer.start()
             self._timer_on = True
@@ -464,7 +489,7 @@ class Explorer:
         if self._timer_on:
             self._timer.stop()
             self._timer_on = False
-        if self._pool is not None:
+        if self._own_pool:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- the one drawing function ----------------------------------------------------------------------
@@ -475,10 +500,10 @@ class Explorer:
         s = self.setting()
         problem = self.problem(s[0])
         beta, err = gf_limit(problem, s[4])
-        (_, sim_key, _), (_, curve_key, _) = self._jobs(*s)
+        keys = {job[1][0]: job[1] for job in self._jobs(*s)}
         return dict(problem=problem, reference=self.ref(s[0]), beta=beta, error=err,
-                    sim=self._sims.get(sim_key), curve=self._curves.get(curve_key),
-                    pending=sim_key in self._futures)
+                    sim=self._sims.get(keys["sim"]), curve=self._curves.get(keys.get("curve")),
+                    pending=keys["sim"] in self._futures)
 
     def draw(self):
         """Set every artist's data from the caches for the current setting; ends in `draw_idle()`."""
@@ -583,10 +608,13 @@ def explore(problem=None, *, alpha=1e-1, algorithm="gr", gamma=0.05, eps=0.1, se
     seed : int
         Problem seed, `0 <= seed <= 20`.
     n, d, s, noise : problem options of `make_problem`.
-    background : bool
-        Run simulations on a worker thread and draw them when ready (the window
-        stays responsive). `False` computes everything inside each callback:
-        deterministic, for tests and `dln explore --save`.
+    background : bool, {'process', 'thread'} or concurrent.futures.Executor
+        Where simulations run while the window stays responsive; each is drawn
+        when ready. `True` (= 'process'): two worker processes, forked before the
+        window opens, on Linux when no other thread runs (else as 'thread').
+        'thread': two threads (they share the interpreter with the window, which
+        then redraws more slowly while they run; e.g. Jupyter, macOS). `False`:
+        everything inside each callback, deterministic (tests, `dln explore --save`).
     sim_alphas : array_like, shape (A,)
         The grid of `alpha` of the algorithm's simulated test-loss curve (one
         batched run); empty for no simulated curve.
@@ -616,6 +644,8 @@ def explore(problem=None, *, alpha=1e-1, algorithm="gr", gamma=0.05, eps=0.1, se
     if not isinstance(seed, (int, np.integer)) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
         raise InputError(f"`seed` must be an integer with {SEED_RANGE[0]} <= seed <= {SEED_RANGE[1]}; got {seed!r}")
     make_algorithm(algorithm, gamma, eps)
+    if not (background in (True, False, "process", "thread") or isinstance(background, cf.Executor)):
+        _executor(background)  # raises the InputError
     if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise InputError(f"`max_steps` must be an integer >= 1; got {max_steps!r}")
     sim_alphas = finite_array(sim_alphas, "sim_alphas", ndim=1)
