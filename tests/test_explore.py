@@ -361,7 +361,9 @@ WINDOW_SCRIPT = textwrap.dedent("""
     import dln
     fig, widgets = dln.explore(**kw)
     ex = fig.explorer
-    tk = matplotlib.get_backend().lower() == "tkagg"
+    from PIL import features
+    # the screenshot needs Tk and Pillow's X11 grab (XCB); without them the same figure is rendered by Agg
+    tk = matplotlib.get_backend().lower() == "tkagg" and features.check("xcb")
     if tk:
         plt.show(block=False)
         deadline = time.time() + 120
@@ -418,7 +420,8 @@ def screenshot(png, display, **kw):
 def test_window_screenshot_shows_every_panel(tmp_path):
     """The real window (TkAgg) on a virtual screen: every panel shows its data.
 
-    Without Tk the script renders the same figure with Agg (the report says which backend).
+    Without Tk (or without Pillow's XCB screen grab) the script renders the same figure with Agg
+    after the worker's results are in; the report says which backend drew it.
     """
     proc, display = xvfb_display()
     try:
