@@ -335,7 +335,8 @@ class Explorer:
         b = ax["beta"]
         b.axhline(0, color="0.6", lw=0.6)
         a["l2"], = b.plot([], [], "-", color="0.65", lw=0.9, label="min-l2 interpolator")
-        a["l1"], = b.plot([], [], "s", color="tab:green", ms=6, mfc="none", mew=1.0, label="min-l1 interpolator (support)")
+        a["l1"], = b.plot([], [], "s", color="tab:green", ms=6, mfc="none", mew=1.0,
+                          label="min-l1 interpolator (support)")
         a["beta_star"], = b.plot([], [], "*", color="tab:red", ms=9, label="beta* (support)")
         stem = b.stem([0.0], [0.0], linefmt="C0-", markerfmt="C0o", basefmt=" ", label="GF limit argmin Q_alpha")
         stem.markerline.set_markersize(3.5)
@@ -690,8 +691,8 @@ def add_arguments(parser, cmd="explore"):
     ini.add_argument("--eps", type=float, default=0.1, help="ascent step of fgr/bgr, 0.01..0.5 (default 0.1)")
     work = parser.add_argument_group("simulation work")
     work.add_argument("--curve-points", type=int, default=SIM_ALPHAS.size,
-                      help=f"alphas on the algorithm's simulated test-loss curve, 1e-8..1e3 (default {SIM_ALPHAS.size}; "
-                           "0 for none)")
+                      help="alphas on the algorithm's simulated test-loss curve, 1e-8..1e3 "
+                           f"(default {SIM_ALPHAS.size}; 0 for none)")
     work.add_argument("--max-steps", type=int, default=MAX_STEPS,
                       help=f"work cap of the current run in accepted flow steps (default {MAX_STEPS})")
     parser.add_argument("--save", metavar="FILE.png",

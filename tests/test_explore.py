@@ -29,7 +29,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 import dln  # noqa: E402
 import dln.cli  # noqa: E402
 from dln import explore as explore_fn  # noqa: E402  (the function; dln.explore is re-exported)
-from dln.explore import LOSS_TOL, Explorer, make_algorithm  # noqa: E402
+from dln.explore import LOSS_TOL, make_algorithm  # noqa: E402
 import dln.explore  # noqa: E402,F401  (module in sys.modules)
 
 EXPLORE_MODULE = sys.modules["dln.explore"]
@@ -154,7 +154,8 @@ def test_gradient_flow_keeps_alpha_eff_flat_and_lands_on_the_prediction(open_exp
     assert np.abs(sim - stems(fig)).max() <= gap_tolerance(small_problem(), fig)
     assert drawn(fig, "sim_marker")[0][0] == pytest.approx(0.1)
     # the simulated curve (one batched run over sim_alphas) lies on the dual's: GD's limit is argmin Q_alpha.
-    # |L_test(b1) - L_test(b2)| <= ||grad L_test|| ||b1 - b2||, ||grad L_test|| <= sqrt(2 L_test) sigma_max(X_test / sqrt(m))
+    # |L_test(b1) - L_test(b2)| <= ||grad L_test|| ||b1 - b2||,
+    # ||grad L_test|| <= sqrt(2 L_test) sigma_max(X_test / sqrt(m)), ||b1 - b2||_2 <= sqrt(d) max|b1 - b2|
     p = small_problem()
     alphas, err = drawn(fig, "sim_curve")
     gf = dln.solve_dual(p, alphas).beta
@@ -188,7 +189,7 @@ def test_gamma_slider_lowers_alpha_eff_for_GR(open_explorer):
 def test_eps_slider_moves_FGR_away_from_GR_linearly(open_explorer):
     fig, w = open_explorer(algorithm="gr", gamma=0.2, alpha=0.3)
     log_gr = np.log(drawn(fig, "aeff_mean")[1][-1])
-    w["algorithm"].set_active(list(dln.explore.__module__ and EXPLORE_MODULE.ALGORITHMS).index("fgr"))
+    w["algorithm"].set_active(list(EXPLORE_MODULE.ALGORITHMS).index("fgr"))
     dev = {}
     for e in (0.4, 0.05):
         w["eps"].set_val(e)
@@ -298,7 +299,8 @@ def test_worker_draws_the_prediction_first_and_discards_stale_results(open_explo
 
 
 def test_bad_input_names_the_argument():
-    for kw, name in ((dict(alpha=1e4), "`alpha`"), (dict(alpha=0.0), "`alpha`"), (dict(algorithm="adam"), "`algorithm`"),
+    for kw, name in ((dict(alpha=1e4), "`alpha`"), (dict(alpha=0.0), "`alpha`"),
+                     (dict(algorithm="adam"), "`algorithm`"), (dict(background="gpu"), "`background`"),
                      (dict(gamma=-1.0), "`gamma`"), (dict(eps=0.0), "`eps`"), (dict(seed=21), "`seed`"),
                      (dict(max_steps=0), "`max_steps`"), (dict(sim_alphas=[-1.0]), "`sim_alphas`"),
                      (dict(problem=dln.make_problem(n=5, d=8, s=1, seed=[0, 1])), "`problem`")):
@@ -384,8 +386,8 @@ WINDOW_SCRIPT = textwrap.dedent("""
         ex.wait(60)
         fig.savefig(png)
     boxes = {k: list(a.get_window_extent().bounds) for k, a in ex.ax.items()}
-    print(json.dumps(dict(backend=matplotlib.get_backend(), boxes=boxes, size=fig.canvas.get_width_height(physical=True),
-                          status=ex.status.get_text())))
+    size = fig.canvas.get_width_height(physical=True)
+    print(json.dumps(dict(backend=matplotlib.get_backend(), boxes=boxes, size=size, status=ex.status.get_text())))
 """)
 
 
@@ -394,8 +396,8 @@ def xvfb_display():
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not on PATH: install it (Debian: apt-get install -y xvfb) to run the screenshot test")
     r, w = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1400x1000x24", "-dpi", "100", "-nolisten", "tcp"],
-                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1400x1000x24", "-dpi", "100",
+                             "-nolisten", "tcp"], pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(w)
     with os.fdopen(r) as f:
         number = f.readline().strip()
