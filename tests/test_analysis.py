@@ -89,10 +89,6 @@ def test_reduced_validation_holds(group):
     for r in rows:
         assert {"claim", "predicted", "simulated", "error", "verdict"} <= r.keys()
         assert r["verdict"] in ("holds", "partial", "fails")
-        if group == "drift" and r["claim"].startswith("SAM") and "alpha_eff" in r["claim"]:
-            # SAM's field jumps at L = 0; quadrature of its drift near the end is the limit
-            assert r["error"] < 1e-3, r
-            continue
         assert r["verdict"] == "holds", r
 
 
