@@ -275,17 +275,18 @@ MATCHED_RTOL = 1e-7
 
 
 def _problems():
-    """(label, X, y): the notebook's data, and in full runs also its alternative sizes."""
-    out = [("n20_d30", *understanding_sam_data()[:2])]
+    """(label, X, y, T_sam): the notebook's data, and in full runs also its alternative
+    sizes. `T_sam` is a time before the SAM flow's zero-loss time t* (see below)."""
+    out = [("n20_d30", *understanding_sam_data()[:2], 8.0)]  # t* = 10.2
     if FULL:
-        out.append(("n40_d100", *understanding_sam_data(n=40, d=100, r=5)[:2]))
+        out.append(("n40_d100", *understanding_sam_data(n=40, d=100, r=5)[:2], 2.8))  # t* = 3.56
     return out
 
 
 @pytest.fixture(scope="module", params=_problems(), ids=lambda p: p[0])
 def flow_case(request):
-    label, X, y = request.param
-    return label, _PlainFlow(X, y), dln.Problem.from_arrays(X, y)
+    label, X, y, T_sam = request.param
+    return label, _PlainFlow(X, y), dln.Problem.from_arrays(X, y), T_sam
 
 
 def test_reference_directions_are_gradients_where_they_should_be():
@@ -322,7 +323,7 @@ def _compare_limit(name, ref, res_beta, res_aeff, res_loss, direction, L0):
 
 def test_flow_limits_match_reference(flow_case):
     """GD, GR, F-GR, B-GR and USAM flows: beta(inf), alpha_eff(inf) within 1e-6 of the reference."""
-    label, ref, problem = flow_case
+    label, ref, problem, _ = flow_case
     L0 = ref.loss(np.full(2 * ref.d, ALPHA))
     for names, algorithm, directions in FLOW_BATCHES:
         res = dln.run(problem, algorithm, DLN_FLOW, alpha=ALPHA, loss_tol=DLN_LOSS_TOL)
@@ -332,31 +333,37 @@ def test_flow_limits_match_reference(flow_case):
                            float(res.final.train_loss[b]), direction, L0)
 
 
-#: Normalized SAM reaches zero loss in finite time (t* ~ 10.2 here), after which its
-#: field is discontinuous and "beta(inf)" is not a limit of the ODE. Both flows are
-#: stopped at T = 8 < t*, where the loss is 9e-5 L(theta0) and the field smooth; the
-#: state there is compared (1e-6, as for the limits; measured ~1e-8).
-SAM_RHO, SAM_T = 0.1, 8.0
+#: Normalized SAM reaches zero loss in finite time t* (10.2 on the notebook's data,
+#: 3.56 on its n = 40, d = 100 variant; from the reference), after which its field is
+#: discontinuous and "beta(inf)" is not a limit of the ODE. Both flows are stopped at a
+#: time T_sam < t*, where the field is smooth (loss 9e-5 L0 at T = 8 on the notebook's
+#: data); the states there are compared (1e-6, as for the limits; measured ~2e-9).
+SAM_RHO = 0.1
 
 
 def test_sam_flow_state_before_zero_loss(flow_case):
-    label, ref, problem = flow_case
-    res = dln.run(problem, dln.SAM(SAM_RHO), dln.Flow(max_time=SAM_T), alpha=ALPHA, loss_tol=0)
-    assert res.status[0] == "max_time" and res.t_final[0] == SAM_T, res.message
-    _, th, t = ref.solve(lambda th: ref.sam(th, SAM_RHO), ALPHA, t_end=SAM_T)
-    assert t == SAM_T
+    label, ref, problem, T = flow_case
+    res = dln.run(problem, dln.SAM(SAM_RHO), dln.Flow(max_time=T), alpha=ALPHA, loss_tol=0)
+    assert res.status[0] == "max_time" and res.t_final[0] == T, res.message
+    _, th, t = ref.solve(lambda th: ref.sam(th, SAM_RHO), ALPHA, t_end=T)
+    assert t == T
     L0 = ref.loss(np.full(2 * ref.d, ALPHA))
     assert ref.loss(th) > 1e-8 * L0, "T must come before the loss reaches 0 (field discontinuous there)"
     eb, ea = rel(res.final.beta[0], ref.beta(th)), rel(res.final.alpha_eff[0], ref.alpha_eff(th))
-    print(f"{label} SAM at t = {SAM_T}: beta {eb:.1e}, alpha_eff {ea:.1e} "
+    print(f"{label} SAM at t = {T}: beta {eb:.1e}, alpha_eff {ea:.1e} "
           f"(loss {ref.loss(th) / L0:.1e} L0, alpha_eff/alpha >= {ref.alpha_eff(th).min() / ALPHA:.3f})")
     assert eb <= LIMIT_RTOL and ea <= LIMIT_RTOL
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FULL, reason="37 s: dln's flow crawls up to the zero-loss time; DLN_FULL=1 runs it")
+@pytest.mark.skipif(not FULL, reason="~45 s: dln's flow crawls up to the zero-loss time; DLN_FULL=1 runs it")
 def test_sam_flow_at_zero_loss_time():
-    """SAM to dln's stopping loss (1e-14 L0, just before t*): the reference stopped at the same loss."""
+    """SAM to dln's stopping loss (1e-14 L0, just before t*): the reference stopped at the same loss.
+
+    Measured: beta 9.2e-7, alpha_eff 7.6e-7 relative, against ~2e-9 at T = 8: the
+    integration error grows as the flow nears its discontinuity at t*. The 1e-6 bound
+    of the issue holds, narrowly.
+    """
     X, y = understanding_sam_data()[:2]
     ref, problem = _PlainFlow(X, y), dln.Problem.from_arrays(X, y)
     res = dln.run(problem, dln.SAM(SAM_RHO), dln.Flow(), alpha=ALPHA)
