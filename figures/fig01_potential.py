@@ -24,11 +24,11 @@ def main(out_dir, quick=False, formats=None):
     problem = dln.make_problem(seed=0)
     z = np.logspace(-3, 4, 300)
     alphas = np.logspace(-6, 2, 17 if quick else 49)
-    sim_alphas = np.logspace(np.log10(C.ALPHA_MIN_SIM), 2, 4 if quick else 9)
+    sim_alphas = np.logspace(-2, 2, 3) if quick else np.logspace(np.log10(C.ALPHA_MIN_SIM), 2, 11)
 
     dual = dln.solve_dual(problem, alphas)
     b1, b2 = dln.min_l1(problem)[0], dln.min_l2(problem)[0]
-    res = dln.run(problem, dln.GD(), dln.Flow(), alpha=sim_alphas, loss_tol=1e-14)
+    res = dln.run(problem, dln.GD(), C.flow(), alpha=sim_alphas, loss_tol=1e-14)
 
     def dist(beta, ref):
         return np.linalg.norm(beta - ref, axis=-1) / np.linalg.norm(ref)

@@ -30,7 +30,7 @@ LOSS_TOL = 1e-10
 def gf_trajectory(problem, alpha, quick):
     """Gradient flow saved on a log grid (from t = 0) until it has converged."""
     t = np.concatenate([[0.0], np.logspace(-4, 4, 120 if quick else 300)])
-    res = dln.run(problem, dln.GD(), dln.Flow(), alpha=alpha, save_at=t, loss_tol=LOSS_TOL)
+    res = dln.run(problem, dln.GD(), C.flow(), alpha=alpha, save_at=t, loss_tol=LOSS_TOL)
     return t, res.saved.beta[0], res.saved.alpha_eff[0], res
 
 
@@ -51,12 +51,12 @@ def main(out_dir, quick=False, formats=None):
     Km = lambda e: np.mean(K(e))  # noqa: E731
     # one batched run over eps > 0 (F-GR) and eps < 0 (B-GR)
     eps_all = np.concatenate([eps_sim, -eps_sim])
-    r_eps = dln.run(problem, dln.FGR(GAMMA, eps_all), dln.Flow(), alpha=ALPHA, loss_tol=LOSS_TOL)
+    r_eps = dln.run(problem, dln.FGR(GAMMA, eps_all), C.flow(), alpha=ALPHA, loss_tol=LOSS_TOL)
     bar.update()
     # one batched run over gamma for exact GR, F-GR and B-GR
     G = len(gam_sim)
-    r_gr = dln.run(problem, dln.GR(gam_sim), dln.Flow(), alpha=ALPHA, loss_tol=LOSS_TOL)
-    r_fd = dln.run(problem, dln.FGR(np.tile(gam_sim, 2), np.repeat([EPS, -EPS], G)), dln.Flow(), alpha=ALPHA,
+    r_gr = dln.run(problem, dln.GR(gam_sim), C.flow(), alpha=ALPHA, loss_tol=LOSS_TOL)
+    r_fd = dln.run(problem, dln.FGR(np.tile(gam_sim, 2), np.repeat([EPS, -EPS], G)), C.flow(), alpha=ALPHA,
                    loss_tol=LOSS_TOL)
     bar.update()
     bar.close()

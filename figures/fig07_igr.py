@@ -11,7 +11,8 @@ flow (drift `c = 2 eta g^2`) shrink it by `O(eta)`, and they agree to `O(eta^2)`
 
 One batched `Steps(eta)` run over all `eta` (each `eta = T / 2^k`, so `T` is a
 step), one batched `Flow` run of `IGR(eta)`, one gradient flow; flows with
-`rtol = 1e-12`, well below the smallest error shown.
+`rtol = 1e-10` (quick: `1e-8`), whose own error at `T` (2e-11, ~2e-9 measured
+against `rtol = 1e-12`) is far below the smallest error shown.
 """
 import numpy as np
 
@@ -34,7 +35,7 @@ def main(out_dir, quick=False, formats=None):
     problem = dln.make_problem(seed=0)
     k = np.arange(6, 10 if quick else 14)
     eta = T / 2.0 ** k
-    flow = dln.Flow(rtol=1e-12, atol=1e-15, max_time=T)
+    flow = dln.Flow(rtol=1e-8 if quick else 1e-10, atol=1e-15, max_time=T)
     jobs = C.progress(["GD", "GF", "IGR"], NAME)
     gd = dln.run(problem, dln.GD(), dln.Steps(eta, max_steps=int(2 ** k[-1])), alpha=ALPHA, save_at=[T],
                  loss_tol=0)

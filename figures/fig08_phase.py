@@ -26,14 +26,14 @@ LOSS_TOL = 1e-8
 
 def main(out_dir, quick=False, formats=None):
     problem = dln.make_problem(seed=0)
-    alphas = np.logspace(np.log10(C.ALPHA_MIN_SIM), 0.5, 4 if quick else 12)
+    alphas = np.logspace(-2, 0.5, 3) if quick else np.logspace(np.log10(C.ALPHA_MIN_SIM), 0.5, 15)
     eps = np.logspace(-2, 0.5, 3 if quick else 9)
     A, E = len(alphas), len(eps)
     # runs ordered (eps, alpha), then gradient flow (gamma = 0) over alpha
     gamma = np.concatenate([np.full(A * E, GAMMA), np.zeros(A)])
     eps_run = np.concatenate([np.repeat(eps, A), np.full(A, eps[0])])
     alpha_run = np.tile(alphas, E + 1)
-    res = dln.run(problem, dln.FGR(gamma, eps_run), dln.Flow(), alpha=alpha_run, loss_tol=LOSS_TOL)
+    res = dln.run(problem, dln.FGR(gamma, eps_run), C.flow(), alpha=alpha_run, loss_tol=LOSS_TOL)
     err = np.where(res.ok, res.final.test_loss, np.nan)
     grid, gf = err[:A * E].reshape(E, A), err[A * E:]
     ratio = grid / gf[None, :]
