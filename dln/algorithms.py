@@ -54,6 +54,11 @@ class GR:
         """Gradient evaluations per direction for each run: 1 where `gamma = 0` (GD needs no HVP)."""
         return np.where(np.asarray(self.gamma) != 0, 2, 1)
 
+    @property
+    def penalty_gamma(self):
+        """`gamma` of the penalty `(gamma/2) ||grad L||^2`: the flow's stiffness model uses it."""
+        return self.gamma
+
     def direction(self, theta, objective):
         G = objective.grad(theta)
         if not np.any(self.gamma):
@@ -92,6 +97,12 @@ class FGR:
     normalized: bool = False
 
     grad_evals = 2
+
+    @property
+    def penalty_gamma(self):
+        """`gamma` of the squared-norm penalty the difference approximates (0 for the
+        non-squared norm, whose curvature is not of that form): the flow's stiffness model uses it."""
+        return 0.0 if self.normalized else self.gamma
 
     def __post_init__(self):
         _hyper(self, "gamma", self.gamma, _nonneg)

@@ -127,30 +127,35 @@ _GAMMA, _A, _C, _M, _E = _ros34pw2()
 
 
 class _W:
-    """`(I - c J)^{-1}` for the Gauss-Newton Jacobian `J = -P K_X Q`, `K_X = X^T X / n` (per run).
+    """`(I - c J)^{-1}` for the Gauss-Newton Jacobian of gradient regularization (per run).
 
-    Woodbury: `(I - cJ)^{-1} r = r - c P X^T (I + c K)^{-1} X (Q . r) / n`, with
-    `K = X diag(s) X^T / n` and `s = Q . P` per coordinate: one n x n inverse per
-    run and step. (A lagged `K` keeps a W-method's order but, tried here, its
-    error estimate in the slow rich-regime tail grew and the runs took 30x
-    more steps.)
+    With `penalty (gamma/2) ||grad L||^2`, `D ~ J^T (A + gamma A S A) beta + ...`,
+    `A = X^T X / n`, `S = diag(s)`, `s = Q . P` per coordinate, so in the integration
+    coordinates `J ~ -P X^T (I + gamma K) X Q / n` with `K = X S X^T / n`
+    (gradient flow: `gamma = 0`). Woodbury:
+    `(I - cJ)^{-1} r = r - c P X^T N^{-1} (I + gamma K) X (Q . r) / n`,
+    `N = I + c (K + gamma K^2)`: one n x n inverse per run and step. (A lagged
+    `K` keeps a W-method's order but, tried here, its error estimate in the slow
+    rich-regime tail grew and the runs took 30x more steps.)
     """
 
-    def __init__(self, problem, P, Q, c):
+    def __init__(self, problem, P, Q, c, gamma):
         s = np.einsum("bkd,bkd->bd", Q, P)
-        X = problem.X
+        X, n = problem.X, problem.n
         if problem.P == 1:
             K = np.matmul(X[0] * s[:, None, :], X[0].T)
         else:
             K = np.matmul(X * s[:, None, :], np.swapaxes(X, 1, 2))
-        K *= (c / problem.n)[:, None, None]
-        K[:, np.arange(problem.n), np.arange(problem.n)] += 1.0
+        K /= n
+        eye = np.eye(n)
+        G = eye + gamma[:, None, None] * K  # I + gamma K
+        N = eye + c[:, None, None] * np.matmul(K, G)
         self.problem, self.P, self.Q, self.c = problem, P, Q, c[:, None, None]
-        self.Minv = np.linalg.inv(K)
+        self.NinvG = np.matmul(np.linalg.inv(N), G)
 
     def solve(self, r):
         p = self.problem
-        y = np.einsum("bij,bj->bi", self.Minv, p.apply(np.einsum("bkd,bkd->bd", self.Q, r)))
+        y = np.einsum("bij,bj->bi", self.NinvG, p.apply(np.einsum("bkd,bkd->bd", self.Q, r)))
         return r - self.c * self.P * p.XT(y)[:, None, :]  # X^T y / n = XT(y)
 
 
@@ -167,6 +172,8 @@ def flow(objective, algorithm, theta0, integ, save_at, tol, rec):
     idx = np.arange(B)
     obj, alg = objective, algorithm
     evals = _alg.evals_per_run(algorithm, B)
+    gam_all = np.broadcast_to(np.asarray(getattr(algorithm, "penalty_gamma", 0.0), float), (B,))
+    gam = gam_all
     rtol, atol = integ.rtol, integ.atol
 
     def f(w, o, a):
@@ -195,7 +202,7 @@ def flow(objective, algorithm, theta0, integ, save_at, tol, rec):
         calls = np.ones(B, np.int64)
         while idx.size:
             J = model.jac(th)
-            W = _W(obj.problem, cs.rate(th, J), _q(th, J), h * _GAMMA)
+            W = _W(obj.problem, cs.rate(th, J), _q(th, J), h * _GAMMA, gam)
             hh = h[:, None, None]
             U = []
             for i in range(4):
@@ -277,3 +284,4 @@ def flow(objective, algorithm, theta0, integ, save_at, tol, rec):
             if idx.size:
                 obj = objective.take(idx)
                 alg = _alg.take(algorithm, idx, B)
+                gam = gam_all[idx]
