@@ -356,9 +356,11 @@ def test_sam_flow_state_before_zero_loss(flow_case):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FULL, reason="~45 s: dln's flow crawls up to the zero-loss time; DLN_FULL=1 runs it")
 def test_sam_flow_at_zero_loss_time():
     """SAM to dln's stopping loss (1e-14 L0, just before t*): the reference stopped at the same loss.
+
+    Reduced form (default run): stop at 1e-9 L0, still within 1e-3 time units of
+    t*, where the steps already shrink with the residual; DLN_FULL=1 runs 1e-14 (~45 s).
 
     Measured: beta 9.2e-7, alpha_eff 7.6e-7 relative (the 1e-6 bound of the issue
     holds, narrowly). Up to t = 10.19 (loss 6e-10 L0) the two flows agree to ~1e-9;
@@ -369,7 +371,7 @@ def test_sam_flow_at_zero_loss_time():
     """
     X, y = understanding_sam_data()[:2]
     ref, problem = _PlainFlow(X, y), dln.Problem.from_arrays(X, y)
-    res = dln.run(problem, dln.SAM(SAM_RHO), dln.Flow(), alpha=ALPHA)
+    res = dln.run(problem, dln.SAM(SAM_RHO), dln.Flow(), alpha=ALPHA, loss_tol=1e-14 if FULL else 1e-9)
     assert res.status[0] == "converged", res.message
     (th,), _, _ = ref.solve(lambda th: ref.sam(th, SAM_RHO), ALPHA, (float(res.final.train_loss[0]),), t_end=100)
     eb, ea = rel(res.final.beta[0], ref.beta(th)), rel(res.final.alpha_eff[0], ref.alpha_eff(th))
