@@ -224,3 +224,25 @@ def nan_stats(a):
     lo = np.where(has, np.where(ok, a, np.inf).min(axis=0), np.nan)
     hi = np.where(has, np.where(ok, a, -np.inf).max(axis=0), np.nan)
     return mean, lo, hi
+
+
+def thumbnail(src, out_dir, width=640):
+    """A small copy of the PNG `src` (`width` pixels wide, palette-quantized) in `out_dir`, written
+    atomically: the README gallery. Returns its path."""
+    from PIL import Image
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / Path(src).name
+    with Image.open(src) as im:
+        im = im.convert("RGB")
+        im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
+        im = im.quantize(colors=96, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{target.stem}.", suffix=".png")
+        os.close(fd)
+        try:
+            im.save(tmp, format="PNG", optimize=True)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return target

@@ -58,11 +58,15 @@ def add_arguments(parser, cmd=None):
     parser.add_argument("--format", default=",".join(C.DEFAULT_FORMATS), metavar="FMT",
                         help=f"comma-separated, among {', '.join(C.ALLOWED_FORMATS)} (default png,pdf)")
     parser.add_argument("--list", action="store_true", help="list the figures and the claim each shows, then exit")
+    parser.add_argument("--thumbnails", metavar="DIR",
+                        help="also write small PNG copies into DIR (the README gallery: docs/gallery)")
 
 
 def main(args, cmd=None):
     names = resolve(args.only)
     fmts = formats(args.format)
+    if args.thumbnails and "png" not in fmts:
+        raise InputError(f"`--thumbnails` needs png among `--format`; got {args.format!r}")
     if args.list:
         for n in names:
             doc = (importlib.import_module(f"figures.{n}").__doc__ or "").strip().splitlines()
@@ -83,6 +87,9 @@ def main(args, cmd=None):
         paths = importlib.import_module(f"figures.{n}").main(out, quick=args.quick, formats=fmts)
         dt = time.perf_counter() - t0
         lines.append(f"{n}: {dt:.1f} s -> {', '.join(str(p) for p in paths)}")
+        if args.thumbnails:
+            pngs = [p for p in paths if str(p).endswith(".png")]
+            lines += [f"    thumbnail {C.thumbnail(p, args.thumbnails)}" for p in pngs]
         notes = [p for p in paths if str(p).endswith(".txt")]
         for p in notes:
             lines += ["    " + s for s in Path(p).read_text().splitlines()]

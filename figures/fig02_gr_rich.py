@@ -75,6 +75,7 @@ def main(out_dir, quick=False, formats=None):
         for label, col, style, err, ratio, status in curves:
             m, lo, hi = C.nan_stats(err)
             failed = (status != "converged").any(axis=0)
+            m, lo, hi = (np.where(failed, np.nan, x) for x in (m, lo, hi))  # a mean over all seeds or none
             if failed.any():
                 label += rf" ({', '.join(sorted(set(status[:, failed].ravel()) - {'converged'}))} at $\alpha\leq${alphas[failed].max():.2g})"
             ax["err"].loglog(alphas, m, style, color=C.COLORS[col], label=label, mfc="none" if "--" in style else None)
@@ -95,7 +96,7 @@ def main(out_dir, quick=False, formats=None):
     notes = [f"mean test error at alpha = {C.fmt(alphas[-1])} (kernel side): GF {C.fmt(ref)}; "
              f"alpha where the mean error falls to half of that ({C.fmt(ref / 2)}):"]
     for label, _, _, err, ratio, status in curves:
-        m = C.nan_stats(err)[0]
+        m = np.where((status != "converged").any(axis=0), np.nan, C.nan_stats(err)[0])
         bad = int(np.sum(status != "converged"))
         notes.append(f"  {strip(label)}: alpha_1/2 = {C.fmt(C.crossing(alphas[::-1], m[::-1], ref / 2))}; "
                      f"error at alpha = {C.fmt(alphas[0])}: {C.fmt(m[0])}; at alpha = {C.fmt(alphas[A // 2])}: "

@@ -39,10 +39,10 @@ LOSS_TOL = 1e-8
 
 
 def main(out_dir, quick=False, formats=None):
-    alpha = 1e-2 if quick else max(1e-3, C.ALPHA_MIN_SIM / 10)
+    alpha = 1e-2 if quick else 1e-4
     problem = staircase_problem()
     support = np.nonzero(problem.beta_star[0])[0]
-    t = np.logspace(-1, 4, 120 if quick else 400)
+    t = np.logspace(-1, 4.5, 120 if quick else 400)
     res = dln.run(problem, dln.FGR(np.array([0.0, GAMMA]), EPS), C.flow(), alpha=alpha, save_at=t,
                   loss_tol=LOSS_TOL)
     beta, loss, aeff = res.saved.beta, res.saved.train_loss, res.saved.alpha_eff

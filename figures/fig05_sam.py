@@ -96,7 +96,7 @@ def main(out_dir, quick=False, formats=None):
                      label=rf"SAM $\rho={rho[i]:.2g}$ ({sam.status[i]})")
             a.axhline(rho[i], color=col, ls="--", lw=0.8)
         a.plot([], [], "k--", lw=0.8, label=r"USAM: $\epsilon=\rho$")
-        a.set(xlabel=r"time $t$", ylabel=r"ascent step $\epsilon(t)=\rho/\|\nabla_\theta L\|$", xlim=(1e-2, 1e3))
+        a.set(xlabel=r"time $t$", ylabel=r"ascent step $\epsilon(t)=\rho/\|\nabla_\theta L\|$", xlim=(1e-2, 3e2))
         a.legend(loc="upper left")
         C.panel_labels(ax, ["aeff", "err", "eps"])
         paths = C.save(fig, out_dir, NAME, formats)

@@ -63,11 +63,23 @@ def test_cli_resolves_names_numbers_and_short_names():
 
 
 @pytest.mark.parametrize("argv, flag", [(["--only", "fig99"], "`--only`"), (["--format", "jpg"], "`--format`"),
-                                        (["--format", ","], "`--format`")])
+                                        (["--format", ","], "`--format`"),
+                                        (["--format", "pdf", "--thumbnails", "g"], "`--thumbnails`")])
 def test_cli_bad_input_is_one_line_naming_the_flag(cli, argv, flag, tmp_path):
     code, out, err = cli("figures", "--out", tmp_path, *argv)
     assert code == 2 and flag in err and err.count("\n") == 1
     assert not any(tmp_path.iterdir())
+
+
+def test_thumbnail_is_small_and_atomic(tmp_path):
+    with C.figure([["a"]], (8, 3)) as (fig, ax):
+        ax["a"].plot(np.sin(np.linspace(0, 20, 500)))
+        (src,) = C.save(fig, tmp_path / "full", "f", ("png",))
+    th = C.thumbnail(src, tmp_path / "thumbs", width=300)
+    from PIL import Image
+    with Image.open(th) as im:
+        assert im.width == 300
+    assert th.stat().st_size < 100_000 and [p.name for p in th.parent.iterdir()] == ["f.png"]
 
 
 def test_cli_list(cli):
