@@ -171,7 +171,6 @@ def lambdify_rows(cfg, rng):
     for name, (alg, kw) in cases.items():
         e = kw.get("e", 0.0)
         gp = _g(X, y, bplus(u, v, gg, e)) if "e" in kw else gg
-        Sres = dv.mirror_split.__wrapped__ if hasattr(dv.mirror_split, "__wrapped__") else None  # noqa: F841
         h = dv.H_TEMPLATE[name]
         c = dv.THEORY_DRIFT[name]
         syms = (dv.u, dv.v, dv.g, dv.g_plus, dv.g_minus, dv.K, dv.gamma, dv.eps, dv.rho)
