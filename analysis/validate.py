@@ -239,7 +239,7 @@ def gf_rows(cfg, store):
                          float(np.abs(res.final.beta[worst]).sum()), float(np.abs(pred.beta[worst]).sum()), emax,
                          _verdict(emax) if nh == a.size else ("partial" if nh else "fails"),
                          f"{nh}/{a.size} runs within {TOL:g} (alpha in [{alphas[0]:.0e}, {alphas[-1]:.0e}], "
-                         f"{S} seeds); worst at alpha={a[worst]:.2g}; statuses {sorted(set(res.status))}; "
+                         f"{S} seeds); worst at alpha={a[worst]:.2g}; statuses {sorted(set(res.status.tolist()))}; "
                          f"flow {tsim:.1f}s; ||.||_1 of worst run shown"))
         rows += _limit_rows(cfg, n, d, kern)
         store.setdefault("gf", []).append(dict(n=n, d=d, alpha=a, err=err, status=res.status))
@@ -528,7 +528,7 @@ def discrete_rows(cfg, store):
     rows = [_row(f"discrete GD: dist(beta(inf), argmin Q_alpha_eff(inf)) ~ eta^2 (n={n}, d={d})", D.notes[0][:90], sl, 2.0,
                  abs(sl - 2), "holds" if abs(sl - 2) <= max(3 * se, 0.1) else ("partial" if abs(sl - 2) <= 0.5 else "fails"),
                  "alpha=0.1; eta: " + ", ".join(f"{e:g} -> {x:.2e}" for e, x in zip(etas, dist))
-                 + f"; fitted slope {sl:.3f} +- {se:.3f}; statuses {sorted(set(res.status))}")]
+                 + f"; fitted slope {sl:.3f} +- {se:.3f}; statuses {sorted(set(res.status.tolist()))}")]
     store["discrete"] = dict(eta=etas, dist=dist)
     return rows
 
@@ -630,7 +630,7 @@ def depth_rows(cfg, store):
                 worst = max(worst, np.linalg.norm(Pw) / np.linalg.norm(w))
             rows.append(_row(f"depth {D}, alpha={a0}: h_D^-1(beta(inf)/alpha^D) in row span of X (n={n}, d={d})",
                              Dd.notes[0][:90], worst, 0.0, worst, _verdict(worst),
-                             f"{len(res)} seeds; relative norm of the null-space part; statuses {sorted(set(res.status))}"))
+                             f"{len(res)} seeds; relative norm of the null-space part; statuses {sorted(set(res.status.tolist()))}"))
     return rows
 
 
