@@ -72,6 +72,12 @@ def panel_labels(axd, order=None):
         axd[k].set_title(f"({chr(97 + i)})", loc="left", fontweight="bold")
 
 
+def _publish(tmp, target):
+    """`os.replace(tmp, target)` with the usual file mode (mkstemp creates files readable by the owner only)."""
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, target)
+
+
 def save(fig, out_dir, name, formats=None):
     """Write `fig` as `out_dir/name.FORMAT` for each format, atomically; returns the paths."""
     out = Path(out_dir)
@@ -85,7 +91,7 @@ def save(fig, out_dir, name, formats=None):
             # no creation date in the metadata, so a rerun writes identical bytes
             meta = {"CreationDate": None} if fmt == "pdf" else ({"Date": None} if fmt == "svg" else None)
             fig.savefig(tmp, format=fmt, metadata=meta)
-            os.replace(tmp, target)
+            _publish(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -101,7 +107,7 @@ def write_notes(out_dir, name, lines):
     fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".txt")
     with os.fdopen(fd, "w") as f:
         f.write("\n".join(lines) + "\n")
-    os.replace(tmp, target)
+    _publish(tmp, target)
     return target
 
 
@@ -241,7 +247,7 @@ def thumbnail(src, out_dir, width=640):
         os.close(fd)
         try:
             im.save(tmp, format="PNG", optimize=True)
-            os.replace(tmp, target)
+            _publish(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

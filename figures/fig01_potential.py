@@ -82,7 +82,7 @@ def main(out_dir, quick=False, formats=None):
         f"distance to min-l1 at alpha=1e-6: {C.fmt(dist(dual.beta[0], b1))}; "
         f"to min-l2 at alpha=1e2: {C.fmt(dist(dual.beta[-1], b2))}",
         f"simulated GF vs dual prediction: max |beta diff| = {C.fmt(gap)} over alpha in "
-        f"[{C.fmt(sim_alphas[0])}, {C.fmt(sim_alphas[-1])}]; statuses {sorted(set(res.status))}",
+        f"[{C.fmt(sim_alphas[0])}, {C.fmt(sim_alphas[-1])}]; statuses {sorted(map(str, set(res.status)))}",
     ]
     return paths + [C.write_notes(out_dir, NAME, notes)]
 

@@ -113,6 +113,6 @@ def main(out_dir, quick=False, formats=None):
         f"at gamma = {C.fmt(gam_sim[-1])}: {C.fmt(abs(np.log(rg[-1]) + gam_sim[-1] * Km(0.0)))}",
         f"per coordinate (F-GR eps {eps_sim[i]:.2g}): alpha_eff/alpha on the support {C.fmt(np.median(sim[support]), 3)} "
         f"(median) vs off it {C.fmt(np.median(sim[~support]), 3)}",
-        f"statuses: {sorted(set(np.concatenate([gf.status, r_eps.status, r_gr.status, r_fd.status])))}",
+        f"statuses: {sorted(map(str, set(np.concatenate([gf.status, r_eps.status, r_gr.status, r_fd.status]))))}",
     ]
     return paths + [C.write_notes(out_dir, NAME, notes)]

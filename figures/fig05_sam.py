@@ -112,7 +112,7 @@ def main(out_dir, quick=False, formats=None):
         f"SAM/USAM ratio at rho = {C.fmt(rho[0])}: {C.fmt(val['SAM'][0] / val['USAM'][0])}, at rho = "
         f"{C.fmt(rho[-1])}: {C.fmt(val['SAM'][-1] / val['USAM'][-1])}",
         f"SAM runs not converged: rho = {[C.fmt(r) for r in rho[~ok['SAM']]]} (statuses "
-        f"{list(runs['SAM'].status[~ok['SAM']])}, alpha_eff/alpha "
+        f"{list(map(str, runs['SAM'].status[~ok['SAM']]))}, alpha_eff/alpha "
         f"{[C.fmt(x) for x in C.geo_ratio(runs['SAM'].final.alpha_eff, ALPHA)[~ok['SAM']]]})",
         f"test error GF {C.fmt(gf.final.test_loss[0], 3)}; at rho = {C.fmt(rho[-1])}: GR "
         f"{C.fmt(runs['GR'].final.test_loss[-1], 3)}, USAM {C.fmt(runs['USAM'].final.test_loss[-1], 3)}, "
