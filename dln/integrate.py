@@ -215,8 +215,9 @@ def _steps(objective, algorithm, theta0, integ, save_at, tol, rec):
             if not due.any():
                 break
             rec.save(obj.take(due.nonzero()[0]), idx[due], theta[due])
-        finite = np.isfinite(L) & np.isfinite(D).all(axis=(1, 2))
-        bad = ~finite | (L > BLOWUP * L0[idx])
+        # L is finite exactly when theta is (a non-finite D shows in the next step's L), so
+        # one check on (B,) replaces a pass over D
+        bad = ~np.isfinite(L) | (L > BLOWUP * L0[idx])
         conv = ~bad & (L <= tol[idx])
         cap = ~bad & ~conv & (k == integ.max_steps)
         stop = bad | conv | cap
