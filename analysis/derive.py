@@ -546,7 +546,7 @@ def depth(D=3):
     Rich: `q_D(b) = |b| - (D/2) |b|^(2/D) + ...`, so `Q^D_alpha(beta) = ||beta||_1 + O(alpha^(D-2))`.
     """
     Dn = Derivation(f"depth-{D} potential")
-    a, S, t = alpha, sp.symbols("S", real=True), sp.symbols("t", real=True)
+    a, t = alpha, sp.symbols("t", real=True)
     w, b = sp.symbols("w b", real=True)
     Sf = sp.Function("S")(t)  # integral of g
     uu = (a ** (2 - D) + D * (D - 2) * Sf) ** sp.Rational(1, 2 - D)

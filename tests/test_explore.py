@@ -29,7 +29,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 import dln  # noqa: E402
 import dln.cli  # noqa: E402
 from dln import explore as explore_fn  # noqa: E402  (the function; dln.explore is re-exported)
-from dln.explore import LOSS_TOL, make_algorithm  # noqa: E402
+from dln.explore import LOSS_TOL  # noqa: E402
 import dln.explore  # noqa: E402,F401  (module in sys.modules)
 
 EXPLORE_MODULE = sys.modules["dln.explore"]
