@@ -86,6 +86,12 @@ class _Mirror:
         return theta * np.stack([dm + dz / 2, dm - dz / 2], axis=1)
 
     @staticmethod
+    def beta_map(theta, J):
+        """`Q = J T^{-1}` per coordinate, so that `dbeta = Q . dw`: `(f_u u + f_v v, (f_u u - f_v v)/2)`."""
+        fu, fv = J[:, 0] * theta[:, 0], J[:, 1] * theta[:, 1]
+        return np.stack([fu + fv, (fu - fv) / 2], axis=1)
+
+    @staticmethod
     def w_error(w_old, w_new, dw, rtol, atol):
         """Error in `log theta` against `rtol`."""
         return np.abs(dw).max(axis=(1, 2)) / rtol
@@ -97,6 +103,7 @@ class _Plain:
     to_w = theta = staticmethod(lambda x: x)
     rate = staticmethod(lambda theta, dtheta: dtheta)
     dtheta = staticmethod(lambda theta, dw: dw)
+    beta_map = staticmethod(lambda theta, J: J)
 
     @staticmethod
     def w_error(w_old, w_new, dw, rtol, atol):
@@ -181,13 +188,6 @@ def flow(objective, algorithm, theta0, integ, save_at, tol, rec):
         D, L = a.direction(th, o)
         return cs.rate(th, -D), L, th
 
-    def _q(th, J):
-        """`Q = J T^{-1}`: `dbeta = Q . dw`."""
-        if cs is _Plain:
-            return J
-        fu, fv = J[:, 0] * th[:, 0], J[:, 1] * th[:, 1]
-        return np.stack([fu + fv, (fu - fv) / 2], axis=1)
-
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         w = cs.to_w(theta0)
         m0 = w[:, 0].copy()
@@ -202,7 +202,7 @@ def flow(objective, algorithm, theta0, integ, save_at, tol, rec):
         calls = np.ones(B, np.int64)
         while idx.size:
             J = model.jac(th)
-            W = _W(obj.problem, cs.rate(th, J), _q(th, J), h * _GAMMA, gam)
+            W = _W(obj.problem, cs.rate(th, J), cs.beta_map(th, J), h * _GAMMA, gam)
             hh = h[:, None, None]
             U = []
             for i in range(4):
@@ -214,7 +214,7 @@ def flow(objective, algorithm, theta0, integ, save_at, tol, rec):
             F_new, L_new, th_new = f(w_new, obj, alg)
             calls[idx] += 4
             beta_old, beta_new = model.beta(th), model.beta(th_new)
-            dbeta = np.einsum("bkd,bkd->bd", _q(th_new, model.jac(th_new)), dw)
+            dbeta = np.einsum("bkd,bkd->bd", cs.beta_map(th_new, model.jac(th_new)), dw)
             bscale = atol + rtol * np.maximum(np.abs(beta_old).max(axis=1), np.abs(beta_new).max(axis=1))
             err = np.maximum(np.abs(dbeta).max(axis=1) / bscale, cs.w_error(w, w_new, dw, rtol, atol))
             err = np.where(np.isfinite(err) & np.isfinite(L_new), err, np.inf)
