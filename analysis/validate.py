@@ -12,12 +12,13 @@ statements about orders in `eta` (fitted slopes with their standard errors).
 import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import sympy as sp
+
+from dln._io import atomic_path
 
 from . import derive as dv
 
@@ -696,16 +697,9 @@ def markdown(rows, elapsed, cfg, derivations=()):
 
 
 def _atomic_write(path, text):
-    path = os.path.abspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
             f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def add_arguments(parser, cmd="validate"):

@@ -27,7 +27,6 @@ import os
 import platform
 import pstats
 import sys
-import tempfile
 import time
 import tracemalloc
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 import dln
+from dln._io import atomic_path
 
 #: relative distance to the exact limit that item 3 asks for
 LIMIT_TOL = 1e-6
@@ -500,15 +500,8 @@ def table(r):
 
 def write_json(path, data):
     """Write `data` to `path` atomically (a temporary file in the same directory, then rename)."""
-    path = os.path.abspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, default=float)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(data, f, indent=1, default=float)
 
 
 def add_arguments(parser, cmd):

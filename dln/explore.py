@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._checks import InputError, finite_array
+from ._io import atomic_path
 from .algorithms import BGR, FGR, GD, GR, SAM, USAM
 from .bias import min_l1, min_l2, solve_dual
 from .flow import Flow
@@ -737,10 +738,5 @@ def _save(fig, path):
     root, ext = os.path.splitext(path)
     if not ext:
         raise InputError(f"`--save` needs a file extension such as .png; got {path!r}")
-    tmp = f"{root}.tmp-{os.getpid()}{ext}"
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=fig.dpi)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -6,11 +6,12 @@ that returns the paths it wrote. Figures are drawn under the style `STYLE`
 file in the output directory, then `os.replace`.
 """
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from dln._io import atomic_path
 
 #: formats written when none are asked for
 DEFAULT_FORMATS = ("png", "pdf")
@@ -72,12 +73,6 @@ def panel_labels(axd, order=None):
         axd[k].set_title(f"({chr(97 + i)})", loc="left", fontweight="bold")
 
 
-def _publish(tmp, target):
-    """`os.replace(tmp, target)` with the usual file mode (mkstemp creates files readable by the owner only)."""
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
-
-
 def save(fig, out_dir, name, formats=None):
     """Write `fig` as `out_dir/name.FORMAT` for each format, atomically; returns the paths."""
     out = Path(out_dir)
@@ -85,16 +80,10 @@ def save(fig, out_dir, name, formats=None):
     paths = []
     for fmt in formats or DEFAULT_FORMATS:
         target = out / f"{name}.{fmt}"
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=f".{fmt}")
-        os.close(fd)
-        try:
-            # no creation date in the metadata, so a rerun writes identical bytes
-            meta = {"CreationDate": None} if fmt == "pdf" else ({"Date": None} if fmt == "svg" else None)
+        # no creation date in the metadata, so a rerun writes identical bytes
+        meta = {"CreationDate": None} if fmt == "pdf" else ({"Date": None} if fmt == "svg" else None)
+        with atomic_path(target) as tmp:
             fig.savefig(tmp, format=fmt, metadata=meta)
-            _publish(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         paths.append(target)
     return paths
 
@@ -104,10 +93,8 @@ def write_notes(out_dir, name, lines):
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{name}.txt"
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".txt")
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    _publish(tmp, target)
+    with atomic_path(target) as tmp:
+        Path(tmp).write_text("\n".join(lines) + "\n")
     return target
 
 
@@ -243,12 +230,6 @@ def thumbnail(src, out_dir, width=640):
         im = im.convert("RGB")
         im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
         im = im.quantize(colors=96, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{target.stem}.", suffix=".png")
-        os.close(fd)
-        try:
+        with atomic_path(target) as tmp:
             im.save(tmp, format="PNG", optimize=True)
-            _publish(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
     return target
