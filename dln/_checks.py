@@ -58,3 +58,13 @@ def batch_size(sizes):
                 f"batch sizes disagree: `{owner}` has {B} runs and `{name}` has {n}; "
                 "give each either one value or the same number of values")
     return B
+
+
+def alpha_batch(alpha, d):
+    """`alpha` validated (finite, > 0) as shape (B,) (one scalar per run) or (B, d) / (1, d)
+    (per coordinate)."""
+    a = positive(alpha, "alpha")
+    if a.ndim > 2 or (a.ndim == 2 and a.shape[1] != d):
+        raise InputError(f"`alpha` must be a scalar, shape (B,) (one per run) or shape (B, d) / (1, d) "
+                         f"(per coordinate, d = {d}); got shape {a.shape}")
+    return a.reshape(-1) if a.ndim < 2 else a

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linprog
 
-from ._checks import InputError, positive
+from ._checks import InputError, alpha_batch
 
 
 def q(z):
@@ -25,10 +25,9 @@ def q(z):
 
 
 def _alpha2(alpha, d):
-    a = positive(alpha, "alpha")
-    if a.ndim > 2 or (a.ndim == 2 and a.shape[1] != d):
-        raise InputError(f"`alpha` must be a scalar, shape (B,) or shape (B, d) / (1, d) with d = {d}; got {a.shape}")
-    a = a.reshape(-1, 1) if a.ndim < 2 else a
+    """`alpha^2` of shape (B, 1) or (B, d)."""
+    a = alpha_batch(alpha, d)
+    a = a[:, None] if a.ndim == 1 else a
     return a * a
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import algorithms as _alg
-from ._checks import InputError, batch_size, finite_array, positive
+from ._checks import InputError, alpha_batch, batch_size, finite_array, positive
 from .models import Squares
 from .objective import Objective
 from .flow import BLOWUP, Flow, flow as _flow
@@ -250,14 +250,6 @@ def _steps(objective, algorithm, theta0, integ, save_at, tol, rec):
         theta -= step  # `step` is reused across steps: no new (B, 2, d) temporary
 
 
-def _alpha_batch(alpha, d):
-    a = positive(alpha, "alpha")
-    if a.ndim > 2 or (a.ndim == 2 and a.shape[1] != d):
-        raise InputError(f"`alpha` must be a scalar, shape (B,) (one per run) or shape (B, d) / (1, d) "
-                         f"(per coordinate, d = {d}); got shape {a.shape}")
-    return a.reshape(-1) if a.ndim < 2 else a
-
-
 def run(problem, algorithm=None, integrator=None, *, model=None, alpha=1.0, theta0=None, save_at=(),
         loss_tol=1e-14, relative=True):
     """Train a diagonal linear network: a batch of runs, one vectorized computation.
@@ -298,7 +290,7 @@ def run(problem, algorithm=None, integrator=None, *, model=None, alpha=1.0, thet
     d = problem.d
     sizes = {"problem": problem.P}
     if theta0 is None:
-        a = _alpha_batch(alpha, d)
+        a = alpha_batch(alpha, d)
         sizes["alpha"] = a.shape[0]
     else:
         th = finite_array(theta0, "theta0", ndim=(2, 3))
