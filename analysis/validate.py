@@ -180,7 +180,7 @@ def lambdify_rows(cfg, rng):
         ev = abs(e) if name in ("F-GR", "B-GR") else e
         args = (u, v, gg, gp, gp, Kv, gamma_, ev, rho_)
         pred = np.stack([np.broadcast_to(ur(*args), u.shape), np.broadcast_to(vr(*args), u.shape)], axis=1)
-        Dd, _ = alg.direction(th, obj)
+        Dd = dln.direction(alg, obj, th)
         sim = -Dd / th
         err = np.max(np.abs(sim - pred)) / np.max(np.abs(sim))
         errs.append(err)

@@ -1,16 +1,43 @@
-"""Update directions `D(theta)` of the gradient-regularization family.
+"""Algorithms: update directions `D(theta)` with explicit state, in the manner of optax.
 
 A flow is `theta' = -D(theta)`; a discrete run is `theta <- theta - eta D(theta)`.
-Each algorithm is a small frozen object with one method,
-`direction(theta, objective) -> (D, L(theta))`; it evaluates gradients itself
-(at perturbed points where it needs them). Hyperparameters are scalars or
-arrays of shape (B,), one value per run.
-"""
-from dataclasses import dataclass, fields
 
+The protocol (`Algorithm`):
+
+- `hyper`: the hyperparameters, declared once (`dln._hyper.Hyper`: name,
+  range, per-run or not, help). The constructor, validation, batching, the
+  CLI flags, the JSON `hyperparameters` and the explorer follow from it.
+- `init(at, seed) -> state`: the initial state, a dict of arrays with a
+  leading batch axis (`{}` for a stateless algorithm). `at` is the starting
+  `Point`, `seed` the per-run sample seeds, shape (B,).
+- `update(at, state, step) -> (D, state)`: the direction at the point `at`
+  (`objective.at(theta)`, whose residual, loss and gradient are computed once
+  and shared with the driver) and the new state; `step` is the step index.
+  `update` never mutates `state`; the driver slices state arrays when runs stop.
+- capabilities, declared: `flow` (deterministic and continuous, so usable as a
+  `Flow`), `grad_evals()` (gradient evaluations per update, per run),
+  `stiffness()` (the `gamma` of the curvature model the stiff solver's matrix
+  uses), `mirror` (on the squares model, `log(u/v) - log(u0/v0)` stays in the
+  row span of `X` along the flow) and `drift_free()` (per run: `log(u v)` is
+  constant along the flow).
+
+Aliases are subclasses that declare their own hyperparameters and map them
+to the equation's (`USAM(rho)` is `FGR` with `gamma = eps = rho`), so they keep
+their name in `repr`, JSON and `isinstance`. Every concrete algorithm with a
+`name` joins the registry `ALGORITHMS` (CLI name -> class) by being defined.
+"""
 import numpy as np
 
-from ._checks import InputError, nonzero, positive
+from ._checks import InputError
+from ._hyper import Declared, Hyper
+
+#: CLI name -> algorithm class; filled by `Algorithm.__init_subclass__`
+ALGORITHMS = {}
+
+GAMMA = Hyper("gamma", "GR strength: penalty (gamma/2) ||grad L||^2", lo=0, example=0.1)
+EPS = Hyper("eps", "finite-difference ascent step (negative: backward difference)", nonzero=True, example=0.1)
+EPS_POS = Hyper("eps", "finite-difference ascent step", lo=0, lo_open=True, example=0.1)
+RHO = Hyper("rho", "SAM radius", lo=0, lo_open=True, example=0.05)
 
 
 def per_run(x, like):
@@ -19,69 +46,96 @@ def per_run(x, like):
     return x.reshape(x.shape + (1,) * (like.ndim - x.ndim))
 
 
-def _hyper(obj, name, value, check):
-    """Validate hyperparameter `name` (a scalar or a 1-D array over runs) and store it."""
-    a = check(value, name)
-    if a.ndim > 1:
-        raise InputError(f"`{name}` must be a scalar or a 1-D array with one value per run; got shape {a.shape}")
-    object.__setattr__(obj, name, float(a) if a.ndim == 0 else a)
+class Algorithm(Declared):
+    """Base of every algorithm (see the module doc for the protocol)."""
+
+    #: CLI and registry name; None for abstract bases
+    name = None
+    #: usable as a flow `theta' = -D(theta)`
+    flow = True
+    #: on the squares model, log(u/v) - log(u0/v0) stays in the row span of X along the flow
+    mirror = False
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if cls.__dict__.get("name"):
+            ALGORITHMS[cls.name] = cls
+
+    def grad_evals(self):
+        """Gradient evaluations per update (a Hessian-vector product counts as one), scalar or (B,)."""
+        return 1
+
+    def stiffness(self):
+        """`gamma` of the penalty `(gamma/2) ||grad L||^2` whose curvature the stiff flow's matrix
+        models, scalar or (B,); 0 for gradient flow."""
+        return 0.0
+
+    def drift_free(self):
+        """Whether `log(u v)` is constant along the flow (no drift `c`), scalar or (B,)."""
+        return False
+
+    def init(self, at, seed):
+        """Initial state at the point `at`; `seed` (B,) are the runs' sample seeds."""
+        return {}
+
+    def update(self, at, state, step):
+        """`(D, state)` at the point `at`."""
+        raise NotImplementedError
 
 
-def _nonneg(x, name):
-    return positive(x, name, allow_zero=True)
-
-
-@dataclass(frozen=True, eq=False)
-class GR:
+class GR(Algorithm):
     """Exact gradient regularization, as double backpropagation computes it.
 
     `D = grad [L + (gamma/2) ||grad_theta L||^2] = grad L + gamma H grad L`,
-    `H` the Hessian of `L` in theta (analytic). With `gamma = 0` it is
+    `H` the Hessian of `L` in theta (analytic). Where `gamma = 0` it is
     gradient descent and evaluates one gradient.
     """
 
-    gamma: float = 0.0
+    name = "gr"
+    hyper = (GAMMA,)
+    mirror = True
 
-    def __post_init__(self):
-        _hyper(self, "gamma", self.gamma, _nonneg)
-
-    @property
     def grad_evals(self):
-        """Gradient evaluations per direction (a Hessian-vector product counts as one)."""
-        return 2 if np.any(self.gamma) else 1
-
-    def evals_per_run(self):
-        """Gradient evaluations per direction for each run: 1 where `gamma = 0` (GD needs no HVP)."""
         return np.where(np.asarray(self.gamma) != 0, 2, 1)
 
-    @property
-    def penalty_gamma(self):
-        """`gamma` of the penalty `(gamma/2) ||grad L||^2`: the flow's stiffness model uses it."""
+    def stiffness(self):
         return self.gamma
 
-    def direction(self, theta, objective):
-        G = objective.grad(theta)
+    def drift_free(self):
+        return np.asarray(self.gamma) == 0
+
+    def update(self, at, state, step):
+        G = at.grad
         if not np.any(self.gamma):
-            return G.theta, G.loss
-        HG = objective.hvp(theta, G.theta, G.beta)
-        return G.theta + per_run(self.gamma, theta) * HG, G.loss
+            return G, state
+        HG = at.objective.hvp(at.theta, G, at.g)
+        HG *= per_run(self.gamma, at.theta)
+        HG += G
+        return HG, state
 
 
-def GD():
-    """Gradient descent / gradient flow, `D = grad L`: `GR(gamma=0)`."""
-    return GR(0.0)
+class GD(GR):
+    """Gradient descent / gradient flow, `D = grad L`: `GR` with `gamma = 0`."""
+
+    name = "gd"
+    hyper = ()
+    gamma = 0.0
 
 
-def IGR(eta):
-    """The modified flow of gradient descent with step `eta` (Barrett & Dherin 2021).
+class IGR(GR):
+    """The modified flow of gradient descent with step `eta` (Barrett & Dherin 2021):
+    `L + (eta/4) ||grad L||^2`, i.e. `GR` with `gamma = eta/2`."""
 
-    `L + (eta/4) ||grad L||^2`, i.e. `GR(gamma=eta/2)`.
-    """
-    return GR(gamma=np.asarray(positive(eta, "eta")) / 2)
+    name = "igr"
+    hyper = (Hyper("eta", "step size of the gradient descent whose modified flow this is", lo=0, lo_open=True,
+                   flag="--igr-eta", example=0.01),)
+
+    @property
+    def gamma(self):
+        return np.asarray(self.eta) / 2 if isinstance(self.eta, np.ndarray) else self.eta / 2
 
 
-@dataclass(frozen=True, eq=False)
-class FGR:
+class FGR(Algorithm):
     """Finite-difference gradient regularization with ascent step `eps`.
 
     `D = grad L(theta) + (gamma/eps) [grad L(theta + eps p) - grad L(theta)]`,
@@ -92,107 +146,128 @@ class FGR:
     the backward one (B-GR).
     """
 
-    gamma: float = 0.0
-    eps: float = 0.1
-    normalized: bool = False
+    name = "fgr"
+    hyper = (GAMMA, EPS, Hyper("normalized", "perturb along grad L / ||grad L||", kind="bool", per_run=False,
+                               default=False))
+    mirror = True
 
-    grad_evals = 2
+    def grad_evals(self):
+        return 2
 
-    @property
-    def penalty_gamma(self):
-        """`gamma` of the squared-norm penalty the difference approximates (0 for the
-        non-squared norm, whose curvature is not of that form): the flow's stiffness model uses it."""
+    def ascent(self):
+        """The signed ascent step of the difference (`eps`; `-eps` for B-GR)."""
+        return self.eps
+
+    def stiffness(self):
+        """`gamma` of the squared-norm penalty (0 for the non-squared norm, whose curvature is not of that form)."""
         return 0.0 if self.normalized else self.gamma
 
-    def __post_init__(self):
-        _hyper(self, "gamma", self.gamma, _nonneg)
-        _hyper(self, "eps", self.eps, nonzero)
-        if not isinstance(self.normalized, (bool, np.bool_)):
-            raise InputError(f"`normalized` must be True or False; got {self.normalized!r}")
-
-    def direction(self, theta, objective):
-        G = objective.grad(theta)
-        p = G.theta
+    def update(self, at, state, step):
+        G = at.grad
+        p = G
         if self.normalized:
             norm = np.sqrt(np.einsum("bkd,bkd->b", p, p))
             p = p / per_run(np.where(norm > 0, norm, 1.0), p)
-        eps = per_run(self.eps, theta)
+        eps = per_run(self.ascent(), at.theta)
         shifted = eps * p
-        shifted += theta
-        D = objective.grad(shifted).theta  # a new array: form the direction in it
-        D -= G.theta
-        D *= per_run(self.gamma, theta) / eps
-        D += G.theta
-        return D, G.loss
+        shifted += at.theta
+        D = at.objective.at(shifted).grad  # a new array: form the direction in it
+        D -= G
+        D *= per_run(self.gamma, at.theta) / eps
+        D += G
+        return D, state
 
 
-def BGR(gamma, eps):
+class BGR(FGR):
     """Backward finite-difference GR, `eps > 0`:
-    `D = grad L + (gamma/eps) [grad L(theta) - grad L(theta - eps grad L)]`,
-    which is `FGR(gamma, -eps)`."""
-    return FGR(gamma, -positive(eps, "eps"))
+    `D = grad L + (gamma/eps) [grad L(theta) - grad L(theta - eps grad L)]`, which is `FGR(gamma, -eps)`."""
+
+    name = "bgr"
+    hyper = (GAMMA, EPS_POS)
+    normalized = False
+
+    def ascent(self):
+        return -np.asarray(self.eps) if isinstance(self.eps, np.ndarray) else -self.eps
 
 
-def USAM(rho):
-    """Unnormalized SAM, `D = grad L(theta + rho grad L)`: `FGR(gamma=rho, eps=rho)`."""
-    rho = positive(rho, "rho")
-    return FGR(rho, rho)
+class USAM(FGR):
+    """Unnormalized SAM, `D = grad L(theta + rho grad L)`: `FGR` with `gamma = eps = rho`."""
+
+    name = "usam"
+    hyper = (RHO,)
+    normalized = False
+    gamma = property(lambda self: self.rho)
+    eps = property(lambda self: self.rho)
 
 
-def SAM(rho):
-    """SAM (Foret et al. 2021), `D = grad L(theta + rho grad L / ||grad L||)`:
-    `FGR(gamma=rho, eps=rho, normalized=True)`; at a zero gradient the perturbation is zero."""
-    rho = positive(rho, "rho")
-    return FGR(rho, rho, normalized=True)
+class SAM(FGR):
+    """SAM (Foret et al. 2021), `D = grad L(theta + rho grad L / ||grad L||)`: `FGR` with
+    `gamma = eps = rho`, normalized; at a zero gradient the perturbation is zero."""
+
+    name = "sam"
+    hyper = (RHO,)
+    normalized = True
+    gamma = property(lambda self: self.rho)
+    eps = property(lambda self: self.rho)
 
 
-def NormGR(gamma, eps):
+class NormGR(FGR):
     """Penalty on the non-squared norm, `gamma ||grad L||`, by a normalized forward difference:
     `FGR(gamma, eps, normalized=True)`, `eps > 0`."""
-    return FGR(gamma, positive(eps, "eps"), normalized=True)
+
+    name = "fgr-norm"
+    hyper = (GAMMA, EPS_POS)
+    normalized = True
 
 
-@dataclass(frozen=True, eq=False)
-class Flooding:
+class Flooding(Algorithm):
     """Flooding with flood level `b` (Ishida et al. 2020), discrete:
     `D = sign(L(theta) - b) grad L(theta)`."""
 
-    b: float = 0.0
-
-    grad_evals = 1
+    name = "flood"
+    hyper = (Hyper("b", "flood level", lo=0, flag="--flood", example=0.01),)
     #: the direction jumps at `L = b`, so there is no flow
-    discrete_only = True
+    flow = False
 
-    def __post_init__(self):
-        _hyper(self, "b", self.b, _nonneg)
-
-    def direction(self, theta, objective):
-        G = objective.grad(theta)
-        return per_run(np.sign(G.loss - self.b), theta) * G.theta, G.loss
+    def update(self, at, state, step):
+        return per_run(np.sign(at.loss - self.b), at.theta) * at.grad, state
 
 
 def evals_per_run(algorithm, B):
-    """Gradient evaluations per direction of each of `B` runs, shape (B,): what the single run
-    with that row's hyperparameters counts (`algorithm.evals_per_run()` where defined, else
-    `algorithm.grad_evals`)."""
-    f = getattr(algorithm, "evals_per_run", None)
-    return np.broadcast_to(np.asarray(f() if f else algorithm.grad_evals, np.int64), (B,))
+    """Gradient evaluations per update of each of `B` runs, shape (B,)."""
+    return np.broadcast_to(np.asarray(algorithm.grad_evals(), np.int64), (B,))
 
 
 def hyperparameters(algorithm):
-    """The per-run hyperparameters of an algorithm, `name -> array`."""
-    return {f.name: np.asarray(getattr(algorithm, f.name)) for f in fields(algorithm)
-            if f.type is float or f.type == "float"}
+    """The algorithm's hyperparameters as JSON-ready values, `name -> float | int | bool | list`
+    (a nested algorithm as `{"algorithm": name, **its hyperparameters}`)."""
+    out = {}
+    for h in algorithm.hyper:
+        v = getattr(algorithm, h.name)
+        if h.kind == "algorithm":
+            out[h.name] = {"algorithm": v.name, **hyperparameters(v)}
+        elif isinstance(v, np.ndarray):
+            out[h.name] = v.tolist()
+        else:
+            out[h.name] = v
+    return out
 
 
-def take(algorithm, idx, B):
-    """The algorithm restricted to runs `idx` of a batch of `B` runs."""
-    changes = {k: np.broadcast_to(v, (B,))[idx] for k, v in hyperparameters(algorithm).items() if v.ndim}
-    return type(algorithm)(**{**{f.name: getattr(algorithm, f.name) for f in fields(algorithm)}, **changes}) \
-        if changes else algorithm
+def example(cls):
+    """`cls` built with each declared hyperparameter's example value."""
+    return cls(**{h.name: h.example for h in cls.hyper if h.example is not None})
 
 
-ALGORITHMS = {
-    "gd": GD, "gr": GR, "fgr": FGR, "bgr": BGR, "sam": SAM, "usam": USAM,
-    "flood": Flooding, "fgr-norm": NormGR,
-}
+def check_algorithm(algorithm):
+    """`algorithm` if it follows the protocol, else `InputError`."""
+    if not isinstance(algorithm, Algorithm):
+        raise InputError(f"`algorithm` must be an algorithm object such as GD() or FGR(gamma, eps); got {algorithm!r}")
+    return algorithm
+
+
+def direction(algorithm, objective, theta, seed=0):
+    """`D(theta)`, shape (B, 2, d): the first update from a fresh state at `theta` (for a stateless
+    algorithm, its direction field)."""
+    at = objective.at(theta)
+    seeds = np.broadcast_to(np.asarray(seed, np.int64), (theta.shape[0],))
+    return algorithm.update(at, algorithm.init(at, seeds), 0)[0]

@@ -1,22 +1,20 @@
 """`dln simulate` and `dln solve`: one run, or one implicit-bias solve, from the command line.
 
     dln simulate [--data FILE.npz | --n N --d D --s S --noise SIGMA --seed K]
-                 [--algorithm {gd,gr,fgr,bgr,sam,usam,flood,fgr-norm}]
-                 [--alpha A | --alpha FILE.npy] [--gamma G] [--eps E] [--rho R] [--flood B]
+                 [--algorithm NAME] [--alpha A | --alpha FILE.npy] [hyperparameter flags]
                  [--flow | --steps --eta H] [--max-steps N] [--max-time T]
                  [--loss-tol TOL [--absolute-loss-tol]] [--save-at T1,T2,...]
                  [--param {squares,product,depth}] [--depth D] [--u0 V] [--v0 V] [--json]
     dln solve    [--data FILE.npz | --n ...] --alpha A [--objective {q,l1,l2}] [--json]
 
 The CLI parses into the same objects `dln.run` takes: the algorithm comes from
-the registry `dln.algorithms.ALGORITHMS` and receives exactly the
-hyperparameters its signature names; a hyperparameter given that the chosen
-algorithm (or integrator, or model) does not use draws a one-line warning on
-stderr. Bad input raises `InputError`, which `dln.cli` prints as one line
+the registry `dln.algorithms.ALGORITHMS`, and its flags, their ranges and help
+come from each algorithm's hyperparameter declarations (`hyper`); a
+hyperparameter given that the chosen algorithm (or integrator, or model) does
+not use draws a one-line warning on stderr. Bad input raises `InputError`, which `dln.cli` prints as one line
 naming the flag and its allowed range (exit code 2).
 """
 import argparse
-import inspect
 import json
 import math
 import re
@@ -28,20 +26,28 @@ import numpy as np
 from . import algorithms as _alg
 from ._checks import InputError
 from .bias import Q_alpha, min_l1, min_l2, solve_dual
-from .integrate import Flow, Steps, run
+from .flow import Flow
+from .integrate import Steps, run
 from .models import Depth, Product
 from .problem import load_problem, make_problem
 
-#: CLI flag (argparse dest) -> keyword of the algorithm factories
-HYPER = {"gamma": "gamma", "eps": "eps", "rho": "rho", "flood": "b"}
+def _declared():
+    """Every algorithm hyperparameter, `name -> [(algorithm name, Hyper), ...]`, from the declarations."""
+    out = {}
+    for alg, cls in _alg.ALGORITHMS.items():
+        for h in cls.hyper:
+            if h.kind not in ("algorithm", "bool"):
+                out.setdefault(h.name, []).append((alg, h))
+    return out
+
 
 #: library argument names (as they appear in backticks in `InputError`) -> CLI flag
 FLAGS = {
-    "alpha": "--alpha", "gamma": "--gamma", "eps": "--eps", "rho": "--rho", "b": "--flood",
-    "eta": "--eta", "max_steps": "--max-steps", "max_time": "--max-time", "loss_tol": "--loss-tol",
+    "alpha": "--alpha", "eta": "--eta", "max_steps": "--max-steps", "max_time": "--max-time", "loss_tol": "--loss-tol",
     "depth": "--depth", "data": "--data", "n": "--n", "d": "--d", "s": "--s", "noise": "--noise",
     "seed": "--seed", "n_test": "--n-test", "theta0": "--u0/--v0", "algorithm": "--algorithm",
-    "save_at": "--save-at", "normalized": "--algorithm",
+    "save_at": "--save-at", "normalized": "--algorithm", "sample_seed": "--sample-seed",
+    **{name: decl[0][1].cli for name, decl in _declared().items()},
 }
 
 #: problem-generation flags and their defaults (those of `make_problem`)
@@ -54,14 +60,15 @@ def _flagify(message):
     return " ".join(message.split())
 
 
-def _number(kind=float, lo=None, hi=None, lo_open=False, allow_inf=False):
-    """argparse `type=` for a number in a range; errors name the range (argparse adds the flag)."""
+def _number(kind=float, lo=None, hi=None, lo_open=False, allow_inf=False, note=""):
+    """argparse `type=` for a number in a range; errors name the range (argparse adds the flag), or
+    `note` where the range depends on other flags."""
     rng = []
     if lo is not None:
         rng.append(f"{'>' if lo_open else '>='} {lo}")
     if hi is not None:
         rng.append(f"<= {hi}")
-    what = ("an integer" if kind is int else "a number") + (" " + " and ".join(rng) if rng else "")
+    what = ("an integer" if kind is int else "a number") + (" " + " and ".join(rng) if rng else "") + note
 
     def parse(text):
         try:
@@ -122,10 +129,11 @@ def add_arguments(parser, cmd):
     a.add_argument("--algorithm", choices=list(_alg.ALGORITHMS), default="gd", help="update direction (default gd)")
     a.add_argument("--alpha", type=_alpha_arg, metavar="A|FILE.npy",
                    help="initialization scale > 0 (default 1), or a .npy file of d positive numbers")
-    a.add_argument("--gamma", type=_number(float, 0), help="GR strength >= 0 (gr, fgr, bgr, fgr-norm)")
-    a.add_argument("--eps", type=_number(float), help="finite-difference ascent step (fgr: nonzero; bgr, fgr-norm: > 0)")
-    a.add_argument("--rho", type=_number(float, 0, lo_open=True), help="SAM radius > 0 (sam, usam)")
-    a.add_argument("--flood", type=_number(float, 0), help="flood level b >= 0 (flood; needs --steps)")
+    for name, decl in _declared().items():
+        where = "; ".join(f"{alg}: {h.range}" for alg, h in decl)
+        a.add_argument(decl[0][1].cli, dest=f"hyper_{name}", metavar=name.upper(),
+                       type=_number(int if decl[0][1].kind == "int" else float, allow_inf=True, note=f" ({where})"),
+                       help=f"{decl[0][1].help} ({where})")
     i = parser.add_argument_group("integrator")
     mode = i.add_mutually_exclusive_group()
     mode.add_argument("--flow", dest="steps", action="store_false", help="continuous-time flow (default)")
@@ -198,34 +206,27 @@ def _alpha(value, d, default=1.0):
 
 
 def _algorithm(args, cmd):
-    """The algorithm object from the registry, with the hyperparameters its factory takes."""
-    factory = _alg.ALGORITHMS[args.algorithm]
-    params = inspect.signature(factory).parameters
+    """The algorithm object from the registry, with the hyperparameters it declares (parsed and checked by
+    its declarations); flags it does not declare draw a warning."""
+    cls = _alg.ALGORITHMS[args.algorithm]
+    takes = {h.name: h for h in cls.hyper}
     kw, unused = {}, []
-    for flag, name in HYPER.items():
-        v = getattr(args, flag)
-        if v is None:
+    for name, decl in _declared().items():
+        value = getattr(args, f"hyper_{name}")
+        if value is None:
             continue
-        if name in params:
-            kw[name] = v
+        if name in takes:
+            kw[name] = value
         else:
-            unused.append(f"--{flag}")
+            unused.append(decl[0][1].cli)
     if unused:
-        takes = ", ".join(f"--{f}" for f, n in HYPER.items() if n in params) or "no hyperparameter"
+        flags = ", ".join(h.cli for h in cls.hyper if h.kind not in ("algorithm", "bool")) or "no hyperparameter"
         _warn(cmd, f"{', '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect on "
-                   f"--algorithm {args.algorithm} (it takes {takes})")
-    missing = [f"--{f}" for f, n in HYPER.items()
-               if n in params and n not in kw and params[n].default is inspect.Parameter.empty]
-    if missing:
-        raise InputError(f"`{missing[0]}` is required by --algorithm {args.algorithm} "
-                         f"({_RANGES[missing[0]]})")
+                   f"--algorithm {args.algorithm} (it takes {flags})")
     try:
-        return factory(**kw)
+        return cls(**kw)
     except InputError as e:
-        raise InputError(_flagify(e)) from None
-
-
-_RANGES = {"--gamma": "gamma >= 0", "--eps": "eps > 0", "--rho": "rho > 0", "--flood": "b >= 0"}
+        raise InputError(f"{_flagify(e)} (--algorithm {args.algorithm})") from None
 
 
 def _model(args, cmd):
@@ -295,7 +296,7 @@ def _simulate(args, cmd):
         raise InputError(f"`--data` must hold one problem (X of shape (n, d)); got {problem.P} stacked")
     algorithm = _algorithm(args, cmd)
     integrator = _integrator(args, cmd)
-    if getattr(algorithm, "discrete_only", False) and isinstance(integrator, Flow):
+    if not algorithm.flow and isinstance(integrator, Flow):
         raise InputError(f"`--algorithm` {args.algorithm} is defined for discrete steps only (its direction "
                          "jumps); use --steps --eta H with eta > 0")
     model = _model(args, cmd)
@@ -326,7 +327,7 @@ def _simulate(args, cmd):
         "steps": int(res.steps[0]),
         "grad_evals": int(res.grad_evals[0]),
         "algorithm": args.algorithm,
-        "hyperparameters": {k: float(v) for k, v in _alg.hyperparameters(algorithm).items()},
+        "hyperparameters": _alg.hyperparameters(algorithm),
         "integrator": "steps" if isinstance(integrator, Steps) else "flow",
         "eta": float(integrator.eta) if isinstance(integrator, Steps) else None,
         "param": args.param,

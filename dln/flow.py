@@ -14,19 +14,16 @@ gradient flow, `J ~ -P (X^T X / n) Q` with per-coordinate `P = T J_beta^T`,
 `(I - h gamma J)^{-1}` is applied by the Woodbury identity through one n x n
 system per run and step.
 """
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 
-from . import algorithms as _alg
 from ._checks import InputError
+from ._hyper import Declared, Hyper
+from .integrate import MAX_STEPS, MAX_TIME, Move
 
-#: a run whose loss exceeds this multiple of its initial loss has diverged
-BLOWUP = 1e12
 
-
-@dataclass(frozen=True, eq=False)
-class Flow:
+class Flow(Declared):
     """The flow `theta' = -D(theta)`, integrated by a stiff Rosenbrock-W method (see module doc).
 
     Positive models are integrated in the mirror coordinates `m = log(u v)/2 =
@@ -44,20 +41,116 @@ class Flow:
         Cap on accepted steps per run.
     """
 
-    rtol: float = 1e-8
-    atol: float = 1e-12
-    max_time: float = np.inf
-    max_steps: int = 200_000
+    hyper = (Hyper("rtol", "relative local error tolerance", lo=0, hi=1, lo_open=True, hi_open=True,
+                   per_run=False, default=1e-8),
+             Hyper("atol", "absolute local error tolerance", lo=0, hi=1, lo_open=True, hi_open=True,
+                   per_run=False, default=1e-12),
+             MAX_TIME, replace(MAX_STEPS, default=200_000))
 
-    def __post_init__(self):
-        for name in ("rtol", "atol"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float, np.floating)) and 0 < v < 1):
-                raise InputError(f"`{name}` must satisfy 0 < {name} < 1; got {v!r}")
-        if not (isinstance(self.max_time, (int, float, np.floating)) and self.max_time > 0):
-            raise InputError(f"`max_time` must be > 0 (inf for no cap); got {self.max_time!r}")
-        if not isinstance(self.max_steps, (int, np.integer)) or self.max_steps < 1:
-            raise InputError(f"`max_steps` must be an integer >= 1; got {self.max_steps!r}")
+    def save_times(self, save_at, B):
+        return np.broadcast_to(save_at, (B, save_at.size)).copy()
+
+    def start_evals(self, algorithm, B):
+        return np.broadcast_to(np.asarray(algorithm.grad_evals(), np.int64), (B,)).copy()
+
+    def hint(self, objective, algorithm, theta0, rows, B):
+        return [""] * len(rows)
+
+    def next_passes(self, carry, max_time):
+        return np.zeros(carry["t"].shape, bool)
+
+    def start(self, objective, algorithm, at, state):
+        cs = _Mirror if objective.model.positive else _Plain
+        B = at.theta.shape[0]
+        w = cs.to_w(at.theta)
+        F, _ = _rate(cs, algorithm, at, state)
+        if cs is _Plain:
+            scale = np.abs(F).max(axis=(1, 2)) / np.maximum(np.abs(w).max(axis=(1, 2)), 1e-300)
+        else:
+            scale = np.abs(F).max(axis=(1, 2))
+        h = np.minimum(1e-3 / np.maximum(scale, 1e-300), self.max_time)
+        return {"at": at, "state": state, "t": np.zeros(B), "steps": np.zeros(B, np.int64), "w": w, "F": F,
+                "h": h, "m0": w[:, 0].copy()}
+
+    def advance(self, objective, algorithm, carry, k):
+        """One attempted ROS34PW2 step per live run, accepted where its local error is within tolerance."""
+        model = objective.model
+        cs = _Mirror if model.positive else _Plain
+        rtol, atol = self.rtol, self.atol
+        at, state, w, F0, h, t = carry["at"], carry["state"], carry["w"], carry["F"], carry["h"], carry["t"]
+        th = at.theta
+        J = model.jac(th)
+        B = th.shape[0]
+        gam = np.broadcast_to(np.asarray(algorithm.stiffness(), float), (B,))
+        W = _W(objective.problem, cs.rate(th, J), cs.beta_map(th, J), h * _GAMMA, gam)
+        hh = h[:, None, None]
+        U = []
+        for i in range(4):
+            if i == 0:
+                Fi = F0
+            else:
+                wi = w + sum(_A[i, j] * U[j] for j in range(i))
+                Fi = _rate(cs, algorithm, objective.at(cs.theta(wi)), state)[0]
+            rhs = Fi + sum((_C[i, j] / hh) * U[j] for j in range(i))
+            U.append(hh * _GAMMA * W.solve(rhs))
+        w_new = w + sum(_M[i] * U[i] for i in range(4))
+        dw = sum(_E[i] * U[i] for i in range(4))
+        at_new = objective.at(cs.theta(w_new))
+        F_new, _ = _rate(cs, algorithm, at_new, state)
+        th_new = at_new.theta
+        beta_old, beta_new = at.beta, at_new.beta
+        dbeta = np.einsum("bkd,bkd->bd", cs.beta_map(th_new, model.jac(th_new)), dw)
+        bscale = atol + rtol * np.maximum(np.abs(beta_old).max(axis=1), np.abs(beta_new).max(axis=1))
+        err = np.maximum(np.abs(dbeta).max(axis=1) / bscale, cs.w_error(w, w_new, dw, rtol, atol))
+        err = np.where(np.isfinite(err) & np.isfinite(at_new.loss), err, np.inf)
+        ok = err <= 1
+        t_new = t + h
+        w_prev, F_prev, t_prev, h_prev = w, F0, t, h
+
+        def dense(rows, tq):
+            """Cubic Hermite interpolation in `w` within the accepted step."""
+            sig = ((tq - t_prev[rows]) / h_prev[rows])[:, None, None]
+            hd = h_prev[rows][:, None, None]
+            h00, h10 = (1 + 2 * sig) * (1 - sig) ** 2, sig * (1 - sig) ** 2
+            h01, h11 = sig * sig * (3 - 2 * sig), sig * sig * (sig - 1)
+            return cs.theta(h00 * w_prev[rows] + h10 * hd * F_prev[rows] + h01 * w_new[rows] + h11 * hd * F_new[rows])
+
+        okb = ok[:, None, None]
+        w = np.where(okb, w_new, w)
+        fac = np.clip(0.9 * np.where(err > 0, err, 1e-10) ** (-1 / 3), 0.2, 6.0)
+        t = np.where(ok, t_new, t)
+        h = h * np.where(ok, fac, np.minimum(fac, 0.5))
+        h = np.minimum(h, self.max_time - t)
+        new = {"at": at_new.where(ok, at), "state": state, "t": t, "steps": carry["steps"] + ok,
+               "w": w, "F": np.where(okb, F_new, F0), "h": h, "m0": carry["m0"]}
+        # a step that fell to round-off: a discontinuous field, or u, v collapsing to 0
+        tiny = ~ok & ((t + h == t) | ~np.isfinite(h))
+        failed = np.full(B, "", dtype=object)
+        why = np.full(B, "", dtype=object)
+        name = type(algorithm).__name__
+        L = new["at"].loss
+        if cs is _Mirror:
+            drop = np.min(w[:, 0] - carry["m0"], axis=1)
+            collapsed = (drop < -np.log(1e6)) & tiny | (np.min(w[:, 0], axis=1) < -345)
+        else:
+            collapsed = np.zeros(B, bool)
+        for i in np.flatnonzero(collapsed):
+            failed[i] = "collapsed"
+            why[i] = (f"{name}: u, v driven to 0 at t = {t[i]:.6g} without fitting the data (loss {L[i]:.3g}, "
+                      f"min alpha_eff {np.exp(w[i, 0].min()):.3g}): the ascent step is too large for this alpha")
+        for i in np.flatnonzero(tiny & ~collapsed):
+            failed[i] = "stalled"
+            why[i] = (f"{name}: step size fell to round-off at t = {t[i]:.6g} (loss {L[i]:.3g}): the field is "
+                      "discontinuous there (normalized SAM once the loss reaches 0) or the state overflows; "
+                      "raise `loss_tol` or use `Steps`")
+        evals = 4 * np.broadcast_to(np.asarray(algorithm.grad_evals(), np.int64), (B,))
+        return new, Move(evals, ok, dense, failed, why)
+
+
+def _rate(cs, algorithm, at, state):
+    """`w'` at the point `at`: the integration coordinates' rate of `theta' = -D(theta)`."""
+    D, state = algorithm.update(at, state, 0)
+    return cs.rate(at.theta, -D), state
 
 
 class _Mirror:
@@ -164,124 +257,3 @@ class _W:
         p = self.problem
         y = np.einsum("bij,bj->bi", self.NinvG, p.apply(np.einsum("bkd,bkd->bd", self.Q, r)))
         return r - self.c * self.P * p.XT(y)[:, None, :]  # X^T y / n = XT(y)
-
-
-def flow(objective, algorithm, theta0, integ, save_at, tol, rec):
-    """Integrate `theta' = -D(theta)` for every run (see `Flow`), recording into `rec`."""
-    if getattr(algorithm, "discrete_only", False):
-        raise InputError(f"`algorithm` {type(algorithm).__name__} is defined for discrete steps only "
-                         "(its direction jumps); use `Steps(eta)`")
-    B = theta0.shape[0]
-    model = objective.model
-    cs = _Mirror if model.positive else _Plain
-    rec.t[:] = save_at[None, :]
-    L0 = objective.loss(theta0)
-    idx = np.arange(B)
-    obj, alg = objective, algorithm
-    evals = _alg.evals_per_run(algorithm, B)
-    gam_all = np.broadcast_to(np.asarray(getattr(algorithm, "penalty_gamma", 0.0), float), (B,))
-    gam = gam_all
-    rtol, atol = integ.rtol, integ.atol
-
-    def f(w, o, a):
-        th = cs.theta(w)
-        D, L = a.direction(th, o)
-        return cs.rate(th, -D), L, th
-
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        w = cs.to_w(theta0)
-        m0 = w[:, 0].copy()
-        F0, L, th = f(w, obj, alg)
-        t = np.zeros(B)
-        if cs is _Plain:
-            scale = np.abs(F0).max(axis=(1, 2)) / np.maximum(np.abs(w).max(axis=(1, 2)), 1e-300)
-        else:
-            scale = np.abs(F0).max(axis=(1, 2))
-        h = np.minimum(1e-3 / np.maximum(scale, 1e-300), integ.max_time)
-        accepted = np.zeros(B, np.int64)
-        calls = np.ones(B, np.int64)
-        while idx.size:
-            J = model.jac(th)
-            W = _W(obj.problem, cs.rate(th, J), cs.beta_map(th, J), h * _GAMMA, gam)
-            hh = h[:, None, None]
-            U = []
-            for i in range(4):
-                Fi = F0 if i == 0 else f(w + sum(_A[i, j] * U[j] for j in range(i)), obj, alg)[0]
-                rhs = Fi + sum((_C[i, j] / hh) * U[j] for j in range(i))
-                U.append(hh * _GAMMA * W.solve(rhs))
-            w_new = w + sum(_M[i] * U[i] for i in range(4))
-            dw = sum(_E[i] * U[i] for i in range(4))
-            F_new, L_new, th_new = f(w_new, obj, alg)
-            calls[idx] += 4
-            beta_old, beta_new = model.beta(th), model.beta(th_new)
-            dbeta = np.einsum("bkd,bkd->bd", cs.beta_map(th_new, model.jac(th_new)), dw)
-            bscale = atol + rtol * np.maximum(np.abs(beta_old).max(axis=1), np.abs(beta_new).max(axis=1))
-            err = np.maximum(np.abs(dbeta).max(axis=1) / bscale, cs.w_error(w, w_new, dw, rtol, atol))
-            err = np.where(np.isfinite(err) & np.isfinite(L_new), err, np.inf)
-            ok = err <= 1
-            t_new = t + h
-            # cubic Hermite output at the save times passed by accepted steps
-            while rec.S:
-                p = rec.ptr[idx]
-                due = ok & (p < rec.S)
-                due[due] = save_at[p[due]] <= t_new[due]
-                if not due.any():
-                    break
-                sig = ((save_at[p[due]] - t[due]) / h[due])[:, None, None]
-                hd = h[due][:, None, None]
-                h00, h10 = (1 + 2 * sig) * (1 - sig) ** 2, sig * (1 - sig) ** 2
-                h01, h11 = sig * sig * (3 - 2 * sig), sig * sig * (sig - 1)
-                wi = h00 * w[due] + h10 * hd * F0[due] + h01 * w_new[due] + h11 * hd * F_new[due]
-                rec.save(obj.take(due.nonzero()[0]), idx[due], cs.theta(wi))
-            okb = ok[:, None, None]
-            w = np.where(okb, w_new, w)
-            th = np.where(okb, th_new, th)
-            F0 = np.where(okb, F_new, F0)
-            L = np.where(ok, L_new, L)
-            t = np.where(ok, t_new, t)
-            accepted[idx] += ok
-            fac = np.clip(0.9 * np.where(err > 0, err, 1e-10) ** (-1 / 3), 0.2, 6.0)
-            h = h * np.where(ok, fac, np.minimum(fac, 0.5))
-            h = np.minimum(h, integ.max_time - t)
-            # stop conditions
-            tiny = ~ok & (t + h == t)
-            blow = ok & (L > BLOWUP * L0[idx])
-            conv = ok & ~blow & (L <= tol[idx])
-            live = ok & ~conv & ~blow
-            if cs is _Mirror:  # some u v underflowing, or shrunk 1e6-fold as the step stalls
-                drop = np.min(w[:, 0] - m0[idx], axis=1)
-                collapsed = ~conv & ~blow & ((drop < -np.log(1e6)) & tiny | (np.min(w[:, 0], axis=1) < -345))
-                tiny &= ~collapsed
-            else:
-                collapsed = np.zeros_like(ok)
-            tcap = live & ~collapsed & (t >= integ.max_time)
-            scap = ~conv & ~blow & ~collapsed & ~tcap & (accepted[idx] >= integ.max_steps)
-            stop = tiny | blow | conv | collapsed | tcap | scap
-            if not stop.any():
-                continue
-            rec.steps[idx[stop]] = accepted[idx[stop]]
-            rec.grad_evals[idx[stop]] = calls[idx[stop]] * evals[idx[stop]]
-            for mask, status, fill, msg in (
-                (conv, "converged", True, lambda i: f"loss {L[i]:.3g} below tolerance at t = {t[i]:.6g}"),
-                (tcap, "max_time", True, lambda i: f"reached max_time = {t[i]:.6g} with loss {L[i]:.3g}"),
-                (scap, "max_steps", True, lambda i: f"reached max_steps = {integ.max_steps} at t = {t[i]:.6g} "
-                                                    f"with loss {L[i]:.3g}; raise `max_steps` or `max_time`"),
-                (blow, "diverged", False, lambda i: f"diverged at t = {t[i]:.6g} (train loss {L[i]:.3g} > "
-                                                    f"{BLOWUP:.0e} x initial)"),
-                (collapsed, "collapsed", False, lambda i: f"u, v driven to 0 at t = {t[i]:.6g} without fitting "
-                                                          f"the data (loss {L[i]:.3g}, min alpha_eff "
-                                                          f"{np.exp(w[i, 0].min()):.3g}): the ascent step (SAM's "
-                                                          "rho) is too large for this alpha"),
-                (tiny, "stalled", False, lambda i: f"step size fell to round-off at t = {t[i]:.6g} (loss "
-                                                   f"{L[i]:.3g}): the field is discontinuous there (normalized "
-                                                   "SAM once the loss reaches 0); raise `loss_tol` or use "
-                                                   "`Steps`")):
-                if mask.any():
-                    sel = mask.nonzero()[0]
-                    rec.finish(obj.take(sel), idx[sel], th[sel], t[sel], status, [msg(i) for i in sel], fill)
-            keep = ~stop
-            idx, w, th, F0, L, t, h = idx[keep], w[keep], th[keep], F0[keep], L[keep], t[keep], h[keep]
-            if idx.size:
-                obj = objective.take(idx)
-                alg = _alg.take(algorithm, idx, B)
-                gam = gam_all[idx]

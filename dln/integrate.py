@@ -1,38 +1,131 @@
-"""One entry point, `run(problem, algorithm, integrator, ...)`, and one result type.
+"""One entry point, `run(problem, algorithm, integrator, ...)`, one driver, one result type.
 
-What is solved (`Objective` + algorithm), how it is stepped (`Steps` or
-`Flow`) and what is recorded (`save_at` times, observables) are separate. A
-batch of runs is one vectorized computation: runs share the data layout,
-each has its own hyperparameters, time, step size and status, and runs that
-stop leave the batch.
+What is solved (`Objective` + algorithm), how it is stepped (a stepper:
+`Steps` or `Flow`) and what is recorded (`save_at` times, observables) are
+separate. The driver (`_drive`) is written once for both steppers: it owns
+the live-run bookkeeping (slicing every per-run array, the algorithm's state
+included, when runs stop), the stop rules, statuses and messages, the saves,
+the work counters, the wall-clock cap and the progress bar. A stepper only
+advances the live runs by one (attempted) step.
+
+A stepper has
+- `start(objective, algorithm, at, state) -> carry`: a dict of per-run
+  arrays (and `Point`s) with keys at least `at` (the current point), `state`
+  (the algorithm's state), `t` and `steps` (accepted steps);
+- `advance(objective, algorithm, carry, k) -> (carry, Move)`;
+- `next_passes(carry, max_time)`: runs whose next step would pass `max_time`;
+- `save_times(save_at, B)`: the times actually recorded (discrete runs:
+  `eta k` at the step nearest each requested time).
 """
-from dataclasses import dataclass
+import sys
+import time
+from dataclasses import dataclass, replace
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from . import algorithms as _alg
 from ._checks import InputError, alpha_batch, batch_size, finite_array, positive
+from ._hyper import Declared, Hyper
 from .models import Squares
 from .objective import Objective
-from .flow import BLOWUP, Flow, flow as _flow
 
-@dataclass(frozen=True, eq=False)
-class Steps:
+#: a run whose loss exceeds this multiple of its initial loss has diverged
+BLOWUP = 1e12
+#: a run whose effective scale (`alpha_eff`, or `|theta|` without one) falls below this fraction of
+#: its initial value without fitting the data has collapsed
+COLLAPSE = 1e-6
+#: statuses of a run; the first five leave a meaningful final state (`Result.ok`)
+STATUSES = ("converged", "no_interpolator", "max_steps", "max_time", "max_wall",
+            "diverged", "collapsed", "stalled")
+
+MAX_STEPS = Hyper("max_steps", "cap on (accepted) steps per run", kind="int", lo=1, per_run=False)
+MAX_TIME = Hyper("max_time", "cap on the time t (inf: none)", lo=0, lo_open=True, per_run=False, default=np.inf)
+
+
+class Move(NamedTuple):
+    """What one attempted step did, per live run.
+
+    evals : ndarray of int, (B,)
+        Gradient evaluations spent.
+    accepted : ndarray of bool, (B,)
+    dense : callable
+        `dense(rows, t) -> theta` of shape (len(rows), 2, d): the state at times `t` within the
+        last accepted step of runs `rows`.
+    failed : ndarray of str, (B,)
+        A status for runs the stepper cannot continue (`""` for none), with `why`, their messages.
+    why : ndarray of str, (B,)
+    """
+
+    evals: np.ndarray
+    accepted: np.ndarray
+    dense: Callable
+    failed: np.ndarray
+    why: np.ndarray
+
+
+def tree_take(tree, idx):
+    """Rows `idx` of every array in a (nested) dict; objects with a `take` method use it."""
+    if isinstance(tree, dict):
+        return {k: tree_take(v, idx) for k, v in tree.items()}
+    if hasattr(tree, "take") and not isinstance(tree, np.ndarray):
+        return tree.take(idx)
+    return tree[idx]
+
+
+class Steps(Declared):
     """Discrete steps `theta <- theta - eta D(theta)`, on the time axis `t = eta k`.
 
     eta : float or ndarray, shape (B,)
         Step size per run, `> 0`.
     max_steps : int
         Cap on the number of steps.
+    max_time : float
+        Cap on `t = eta k`: a run takes at most `floor(max_time / eta)` steps.
     """
 
-    eta: float = 0.01
-    max_steps: int = 100_000
+    hyper = (Hyper("eta", "step size", lo=0, lo_open=True, default=0.01),
+             replace(MAX_STEPS, default=100_000), MAX_TIME)
 
-    def __post_init__(self):
-        _alg._hyper(self, "eta", self.eta, positive)
-        if not isinstance(self.max_steps, (int, np.integer)) or self.max_steps < 1:
-            raise InputError(f"`max_steps` must be an integer >= 1; got {self.max_steps!r}")
+    def save_times(self, save_at, B):
+        eta = self.per_run("eta", B)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.rint(save_at[None, :] / eta[:, None]) * eta[:, None]
+
+    def start(self, objective, algorithm, at, state):
+        B = at.theta.shape[0]
+        return {"at": at, "state": state, "t": np.zeros(B), "steps": np.zeros(B, np.int64),
+                "eta": self.per_run("eta", B).copy()}
+
+    def start_evals(self, algorithm, B):
+        """Gradient evaluations counted before the first step: the loss of the state the run ends in."""
+        return np.ones(B, np.int64)
+
+    def hint(self, objective, algorithm, theta0, rows, B):
+        """What to change, appended to the messages of diverged runs `rows`: the stable step size."""
+        lim = _stable_eta(objective.take(rows), algorithm.take(rows, B), theta0[rows])
+        eta = self.per_run("eta", B)
+        return [f"; `eta` = {eta[r]:.3g} is too large: try eta < {lm:.3g} (2 / largest eigenvalue of the update's "
+                "Jacobian at initialization)" if np.isfinite(lm) and lm > 0 else
+                "; the update's Jacobian at initialization is not finite: the data or alpha overflow"
+                for r, lm in zip(rows, lim)]
+
+    def next_passes(self, carry, max_time):
+        # the step k -> k + 1 ends at eta (k + 1); compared as the save times are formed
+        return carry["eta"] * (carry["steps"] + 1) > max_time * (1 + 1e-12)
+
+    def advance(self, objective, algorithm, carry, k):
+        at = carry["at"]
+        D, state = algorithm.update(at, carry["state"], k)
+        D *= carry["eta"][:, None, None]  # D is the update's own array
+        theta = at.theta - D
+        steps = carry["steps"] + 1
+        new = {"at": objective.at(theta), "state": state, "t": carry["eta"] * steps, "steps": steps,
+               "eta": carry["eta"]}
+        B = theta.shape[0]
+        empty = np.full(B, "", dtype=object)
+        return new, Move(np.broadcast_to(np.asarray(algorithm.grad_evals(), np.int64), (B,)),
+                         np.ones(B, bool), lambda rows, t: theta[rows], empty, empty)
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,14 +151,14 @@ class Observables:
 
 def observe(objective, theta):
     """The `Observables` of states `theta` of shape (B, 2, d)."""
-    G = objective.grad(theta)
-    beta = objective.model.beta(theta)
+    at = objective.at(theta)
+    G = at.grad
     p = objective.problem
     return Observables(
-        beta=beta,
-        train_loss=G.loss,
-        test_loss=None if p.X_test is None else p.loss(beta, test=True),
-        grad_norm=np.sqrt(np.einsum("bkd,bkd->b", G.theta, G.theta)),
+        beta=at.beta,
+        train_loss=at.loss,
+        test_loss=None if p.X_test is None else p.loss(at.beta, test=True),
+        grad_norm=np.sqrt(np.einsum("bkd,bkd->b", G, G)),
         alpha_eff=objective.model.alpha_eff(theta),
     )
 
@@ -78,8 +171,7 @@ class Result:
         Save times (for discrete runs `eta k` at the step nearest each requested time).
     saved : Observables
         At the save times, shapes (B, S, ...). After a run stops, its later
-        saves repeat its final state (converged or capped) or are NaN (diverged,
-        collapsed, stalled).
+        saves repeat its final state (`ok` runs) or are NaN (the others).
     final : Observables
         At the final state, shapes (B, ...).
     theta : ndarray, shape (B, 2, d)
@@ -90,11 +182,17 @@ class Result:
     grad_evals : ndarray of int, shape (B,)
         Gradient evaluations (a Hessian-vector product counts as one; rejected flow steps count).
     status : ndarray of str, shape (B,)
-        `converged` (loss below `loss_tol`), `max_time`, `max_steps`, `diverged`,
-        `collapsed` (`u, v -> 0` without fitting the data) or `stalled` (the
-        adaptive step fell to round-off: a discontinuous field).
+        One of `STATUSES`: `converged` (loss below `loss_tol`), `no_interpolator` (the loss
+        settled at the least-squares floor above `loss_tol`), `max_steps`, `max_time`,
+        `max_wall` (caps), `diverged`, `collapsed` (`u, v -> 0` without fitting the data) or
+        `stalled` (the adaptive step fell to round-off: a discontinuous field).
     message : ndarray of str, shape (B,)
         What happened, and for a failure what to change.
+    algorithm : Algorithm
+        The algorithm of the batch (per-run hyperparameters as arrays of shape (B,) or scalars).
+    integrator : Steps or Flow
+    alpha : ndarray, shape (B,) or (B, d), or None when `theta0` was given
+    sample_seed : ndarray of int, shape (B,)
     """
 
     t: np.ndarray
@@ -106,22 +204,26 @@ class Result:
     grad_evals: np.ndarray
     status: np.ndarray
     message: np.ndarray
+    algorithm: object = None
+    integrator: object = None
+    alpha: np.ndarray | None = None
+    sample_seed: np.ndarray | None = None
 
     def __len__(self):
         return self.theta.shape[0]
 
     @property
     def ok(self):
-        """Runs that ended normally (converged or reached a cap), shape (B,)."""
-        return np.isin(self.status, ("converged", "max_time", "max_steps"))
+        """Runs whose final state is meaningful (converged, no interpolator, or a cap), shape (B,)."""
+        return np.isin(self.status, STATUSES[:5])
 
 
 class _Recorder:
     """Output buffers of a batch: saves, final states, counters, statuses."""
 
-    def __init__(self, objective, B, save_at, t_saved):
+    def __init__(self, objective, B, t_saved):
         d = objective.problem.d
-        S = save_at.size
+        S = t_saved.shape[1]
         has_test = objective.problem.X_test is not None
         has_aeff = objective.model.alpha_eff(np.ones((1, 2, d))) is not None
         self.S = S
@@ -138,10 +240,18 @@ class _Recorder:
         self.status = np.full(B, "", dtype=object)
         self.message = np.full(B, "", dtype=object)
 
+    def due(self, rows, t):
+        """Of runs `rows` at time `t`, those whose next save time is `<= t` (a bool mask)."""
+        p = self.ptr[rows]
+        due = p < self.S
+        due[due] = self.t[rows[due], p[due]] <= t[due]
+        return due
+
     def save(self, objective, rows, theta, upto=None):
         """Record `theta` (the states of global runs `rows`) at each run's next save slot,
         or at every slot below `upto` (an array of slot indices) to fill a stopped run."""
-        o = observe(objective, theta)
+        with np.errstate(all="ignore"):
+            o = observe(objective, theta)
         slots = self.ptr[rows]
         hi = slots + 1 if upto is None else upto
         for k in range(int((hi - slots).max(initial=0))):
@@ -162,14 +272,15 @@ class _Recorder:
         if fill and self.S:
             self.save(objective, rows, theta, upto=np.full(rows.size, self.S))
 
-    def result(self, objective):
+    def result(self, objective, **meta):
         ok = np.isfinite(self.theta).all(axis=(1, 2))
-        final = observe(objective, np.where(ok[:, None, None], self.theta, 1.0))
+        with np.errstate(all="ignore"):
+            final = observe(objective, np.where(ok[:, None, None], self.theta, 1.0))
         nan = lambda a: None if a is None else np.where(  # noqa: E731
             ok.reshape((-1,) + (1,) * (a.ndim - 1)), a, np.nan)
         final = Observables(*(nan(getattr(final, f)) for f in Observables.__dataclass_fields__))
         return Result(self.t, Observables(**self.saved), final, self.theta, self.t_final, self.steps,
-                      self.grad_evals, self.status.astype(str), self.message.astype(str))
+                      self.grad_evals, self.status.astype(str), self.message.astype(str), **meta)
 
 
 def _stable_eta(objective, algorithm, theta, iters=60):
@@ -177,88 +288,177 @@ def _stable_eta(objective, algorithm, theta, iters=60):
     Jacobian of the update direction `D` at `theta`: the step size above which the iteration
     `theta <- theta - eta D(theta)` is unstable there. For GD it is the Hessian `H`; for GR it is
     `H + gamma H^2 + ...`, whose limit is much smaller. Jacobian-vector products by central differences
-    of `algorithm.direction` (3 significant digits are all the message needs)."""
+    of the direction from a fresh state (`algorithms.direction`: a pure call, no run's state is touched;
+    3 significant digits are all the message needs). NaN where the direction is not finite."""
     rng = np.random.default_rng(0)
     w = rng.standard_normal(theta.shape)
     lam = np.zeros(theta.shape[0])
     h = 1e-6 * np.maximum(1.0, np.abs(theta).max(axis=(1, 2)))[:, None, None]
-    for _ in range(iters):
-        w /= np.sqrt(np.einsum("bkd,bkd->b", w, w))[:, None, None]
-        Jw = algorithm.direction(theta + h * w, objective)[0]
-        Jw -= algorithm.direction(theta - h * w, objective)[0]
-        Jw /= 2 * h
-        lam = np.einsum("bkd,bkd->b", w, Jw)
-        w = Jw
-    return 2 / np.abs(lam)
+    with np.errstate(all="ignore"):
+        for _ in range(iters):
+            w /= np.sqrt(np.einsum("bkd,bkd->b", w, w))[:, None, None]
+            Jw = _alg.direction(algorithm, objective, theta + h * w)
+            Jw -= _alg.direction(algorithm, objective, theta - h * w)
+            Jw /= 2 * h
+            lam = np.einsum("bkd,bkd->b", w, Jw)
+            w = np.where(np.isfinite(w), Jw, 0.0)
+        return 2 / np.abs(lam)
 
 
-def _steps(objective, algorithm, theta0, integ, save_at, tol, rec):
+def _scale(model, theta):
+    """The run's effective scale, shape (B,): `max alpha_eff`, or `max |theta|` without an `alpha_eff`."""
+    a = model.alpha_eff(theta)
+    with np.errstate(invalid="ignore"):
+        return np.abs(theta).max(axis=(1, 2)) if a is None else np.nanmax(np.where(np.isfinite(a), a, np.nan), axis=1)
+
+
+def _floor(problem, B):
+    """Least-squares floor `min_beta L(beta)` per run, shape (B,): 0 (up to round-off) when the data
+    have an interpolator."""
+    out = np.empty(problem.P)
+    for i in range(problem.P):
+        X, y = problem.X[i], problem.y[i]
+        beta = np.linalg.lstsq(X, y, rcond=None)[0]
+        r = X @ beta - y
+        out[i] = 0.5 * (r @ r) / problem.n
+    return np.broadcast_to(out, (B,)) if problem.P == 1 else out
+
+
+def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_wall, progress):
+    """The batch loop, written once for every stepper (see the module doc)."""
     B = theta0.shape[0]
-    eta = np.broadcast_to(np.asarray(integ.eta, float), (B,))
-    with np.errstate(over="ignore", invalid="ignore"):
-        save_steps = np.rint(save_at[None, :] / eta[:, None]).astype(np.int64) if save_at.size \
-            else np.zeros((B, 0), np.int64)
-    rec.t[:] = save_steps * eta[:, None]
+    model = objective.model
+    name = type(algorithm).__name__
+    with np.errstate(all="ignore"):
+        at0 = objective.at(theta0)
+        L0 = at0.loss
+        state = algorithm.init(at0, seeds)
+        carry = stepper.start(objective, algorithm, at0, state)
+        scale0 = _scale(model, theta0)
+    floor = _floor(objective.problem, B)
+    floor_tol = np.maximum(tol, 1e-9 * floor)
+    no_interp = floor > tol
+    max_steps, max_time = stepper.max_steps, stepper.max_time
     idx = np.arange(B)
-    theta = theta0.copy()
-    obj, alg, e = objective, algorithm, eta[:, None, None]
-    L0 = objective.loss(theta0)
-    evals = _alg.evals_per_run(algorithm, B)
-    step = None
-    for k in range(integ.max_steps + 1):
-        with np.errstate(over="ignore", invalid="ignore"):
-            D, L = alg.direction(theta, obj)
-        while rec.S:
-            p = rec.ptr[idx]
-            due = p < rec.S
-            due[due] = save_steps[idx[due], p[due]] == k
-            if not due.any():
-                break
-            rec.save(obj.take(due.nonzero()[0]), idx[due], theta[due])
-        # L is finite exactly when theta is (a non-finite D shows in the next step's L), so
-        # one check on (B,) replaces a pass over D
-        bad = ~np.isfinite(L) | (L > BLOWUP * L0[idx])
-        conv = ~bad & (L <= tol[idx])
-        cap = ~bad & ~conv & (k == integ.max_steps)
-        stop = bad | conv | cap
-        if stop.any():
-            rec.steps[idx[stop]] = k
-            rec.grad_evals[idx[stop]] = k * evals[idx[stop]] + 1  # the last direction's gradient checked the loss
-            for mask, status, fill in ((conv, "converged", True), (cap, "max_steps", True), (bad, "diverged", False)):
-                if not mask.any():
-                    continue
-                rows = idx[mask]
-                if status == "diverged":
-                    lim = _stable_eta(objective.take(rows), _alg.take(algorithm, rows, B), theta0[rows])
-                    msg = [f"diverged at step {k} (train loss {L[i]:.3g} > {BLOWUP:.0e} x initial); "
-                           f"`eta` = {eta[r]:.3g} is too large: try eta < {lm:.3g} (2 / largest eigenvalue "
-                           "of the update's Jacobian at initialization)" for i, r, lm in zip(mask.nonzero()[0], rows, lim)]
-                    th = np.where(np.isfinite(theta[mask]), theta[mask], np.nan)
-                else:
-                    msg = (f"loss {L[mask][0]:.3g} below tolerance after {k} steps" if status == "converged"
-                           else f"reached max_steps = {k} with loss above tolerance")
-                    th = theta[mask]
-                rec.finish(obj.take(mask.nonzero()[0]), rows, th, k * eta[rows], status, msg, fill)
-            keep = ~stop
-            idx, theta, D = idx[keep], theta[keep], D[keep]
-            if not idx.size:
-                break
-            obj = objective.take(idx)
-            alg = _alg.take(algorithm, idx, B)
-            e = eta[idx][:, None, None]
-        step = np.multiply(e, D, out=step if step is not None and step.shape == D.shape else None)
-        theta -= step  # `step` is reused across steps: no new (B, 2, d) temporary
+    obj, alg = objective, algorithm
+    if rec.S:
+        due = rec.due(idx, carry["t"])
+        if due.any():
+            rec.save(obj.take(due.nonzero()[0]), idx[due], theta0[due])
+    deadline = np.inf if max_wall is None else time.monotonic() + max_wall
+    bar = _progress(B, progress)
+    rec.grad_evals[:] = stepper.start_evals(algorithm, B)
+    k = 0
+    try:
+        while idx.size:
+            at, t, steps = carry["at"], carry["t"], carry["steps"]
+            with np.errstate(all="ignore"):
+                L = at.loss
+                finite = np.isfinite(L) & np.isfinite(at.theta).all(axis=(1, 2))
+                blow = ~finite | (L > BLOWUP * L0[idx])
+                conv = ~blow & (L <= tol[idx])
+                settled = ~blow & ~conv & no_interp[idx] & (L - floor[idx] <= floor_tol[idx])
+                collapsed = ~blow & ~conv & ~settled & (_scale(model, at.theta) < COLLAPSE * scale0[idx])
+            live = ~(blow | conv | settled | collapsed)
+            scap = live & (steps >= max_steps)
+            tcap = live & ~scap & ((t >= max_time) | stepper.next_passes(carry, max_time))
+            wcap = live & ~scap & ~tcap & (time.monotonic() > deadline)
+            stop = ~live | scap | tcap | wcap
+            if stop.any():
+                rows = [(conv, "converged", True, lambda i: f"loss {L[i]:.3g} below tolerance at t = {t[i]:.6g} "
+                                                            f"after {steps[i]} steps"),
+                        (settled, "no_interpolator", True,
+                         lambda i: f"the data have no interpolator: the loss settled at the least-squares floor "
+                                   f"{floor[idx[i]]:.6g} (excess {L[i] - floor[idx[i]]:.3g}) at t = {t[i]:.6g}"),
+                        (scap, "max_steps", True, lambda i: f"reached max_steps = {max_steps} at t = {t[i]:.6g} with "
+                                                             f"loss {L[i]:.3g}; raise `max_steps` or `loss_tol`"),
+                        (tcap, "max_time", True, lambda i: f"reached max_time = {max_time:.6g} at t = {t[i]:.6g} "
+                                                            f"(step {steps[i]}) with loss {L[i]:.3g}"),
+                        (wcap, "max_wall", True, lambda i: f"reached max_wall = {max_wall:.3g} s at t = {t[i]:.6g} "
+                                                            f"(step {steps[i]}) with loss {L[i]:.3g}"),
+                        (collapsed, "collapsed", False,
+                         lambda i: f"{name}: u, v driven to 0 at t = {t[i]:.6g} (step {steps[i]}) without fitting "
+                                   f"the data (loss {L[i]:.3g}; effective scale fell {COLLAPSE:.0e}-fold)"),
+                        (blow, "diverged", False, lambda i: _diverged_message(name, L[i], t[i], steps[i]))]
+                _close(rec, obj, idx, at.theta, t, steps, rows)
+                if blow.any():
+                    rows_b = idx[blow]
+                    for r, h in zip(rows_b, stepper.hint(objective, algorithm, theta0, rows_b, B)):
+                        rec.message[r] += h
+                keep = ~stop
+                bar.update(int(stop.sum()))
+                idx = idx[keep]
+                if not idx.size:
+                    break
+                carry = tree_take(carry, keep.nonzero()[0])
+                obj, alg = objective.take(idx), algorithm.take(idx, B)
+            with np.errstate(all="ignore"):
+                carry, move = stepper.advance(obj, alg, carry, k)
+            k += 1
+            rec.grad_evals[idx] += move.evals
+            if rec.S:
+                while True:
+                    due = move.accepted & rec.due(idx, carry["t"])
+                    if not due.any():
+                        break
+                    sel = due.nonzero()[0]
+                    rec.save(obj.take(sel), idx[sel], move.dense(sel, rec.t[idx[sel], rec.ptr[idx[sel]]]))
+            failed = move.failed != ""
+            if failed.any():
+                sel = failed.nonzero()[0]
+                rec.steps[idx[sel]] = carry["steps"][sel]
+                rec.finish(obj.take(sel), idx[sel], carry["at"].theta[sel], carry["t"][sel],
+                           move.failed[sel], move.why[sel], False)
+                bar.update(sel.size)
+                keep = ~failed
+                idx = idx[keep]
+                if idx.size:
+                    carry = tree_take(carry, keep.nonzero()[0])
+                    obj, alg = objective.take(idx), algorithm.take(idx, B)
+            if bar.total and k % 50 == 0:
+                _postfix(bar, idx, carry)
+    finally:
+        bar.close()
+
+
+def _diverged_message(name, L, t, steps):
+    return (f"{name} diverged at step {steps} (t = {t:.6g}): train loss {L:.3g} is not finite or above "
+            f"{BLOWUP:.0e} x initial")
+
+
+def _close(rec, obj, idx, theta, t, steps, rows):
+    """Finish the runs of each (mask, status, fill, message) in `rows`."""
+    for mask, status, fill, msg in rows:
+        if mask.any():
+            sel = mask.nonzero()[0]
+            rec.steps[idx[sel]] = steps[sel]
+            th = theta[sel] if fill else np.where(np.isfinite(theta[sel]), theta[sel], np.nan)
+            rec.finish(obj.take(sel), idx[sel], th, t[sel], status, [msg(i) for i in sel], fill)
+
+
+def _progress(B, on):
+    """A tqdm bar over finished runs (disabled unless `on`)."""
+    from tqdm.auto import tqdm
+    return tqdm(total=B, disable=not on, unit="run", file=sys.stderr, leave=False, mininterval=0.5)
+
+
+def _postfix(bar, idx, carry):
+    """Name the run that holds the batch: the live run with the smallest time."""
+    if idx.size:
+        i = int(np.argmin(carry["t"]))
+        bar.set_postfix_str(f"{idx.size} live; run {idx[i]} at t = {carry['t'][i]:.3g}, "
+                            f"loss {carry['at'].loss[i]:.2e}", refresh=False)
 
 
 def run(problem, algorithm=None, integrator=None, *, model=None, alpha=1.0, theta0=None, save_at=(),
-        loss_tol=1e-14, relative=True):
+        loss_tol=1e-14, relative=True, sample_seed=0, max_wall=None, progress=False):
     """Train a diagonal linear network: a batch of runs, one vectorized computation.
 
     Parameters
     ----------
     problem : Problem
         `P` stacked problems; `P = 1` serves every run, else run `b` uses problem `b`.
-    algorithm : GR, FGR, Flooding, ...
+    algorithm : Algorithm
         Default `GD()`. Hyperparameters of shape (B,) give one value per run.
     integrator : Flow or Steps
         Default `Flow()`.
@@ -274,20 +474,31 @@ def run(problem, algorithm=None, integrator=None, *, model=None, alpha=1.0, thet
         A run converges once its training loss is `<= loss_tol * L(theta0)`
         (`relative=True`, the default) or `<= loss_tol` (`relative=False`).
         `0` runs to the cap.
+    sample_seed : int or ndarray of int, shape (B,)
+        Seeds of the runs' random streams (stochastic algorithms): run `b` draws from its own
+        seed only, so it equals the single run with that seed.
+    max_wall : float, optional
+        Wall-clock cap in seconds for the batch; live runs then end with status `max_wall`.
+    progress : bool
+        Show a progress bar over finished runs, naming the run that holds the batch.
 
     Returns
     -------
     Result
         Row `b` equals the single run with the `b`-th hyperparameters.
     """
-    algorithm = _alg.GD() if algorithm is None else algorithm
+    from .flow import Flow
+    algorithm = _alg.GD() if algorithm is None else _alg.check_algorithm(algorithm)
     integrator = Flow() if integrator is None else integrator
     model = Squares() if model is None else model
-    if not hasattr(algorithm, "direction"):
-        raise InputError(f"`algorithm` must be an algorithm object such as GD() or FGR(gamma, eps); got {algorithm!r}")
     if not isinstance(integrator, (Flow, Steps)):
         raise InputError(f"`integrator` must be Flow(...) or Steps(eta); got {integrator!r}")
+    if isinstance(integrator, Flow) and not algorithm.flow:
+        raise InputError(f"`algorithm` {type(algorithm).__name__} is defined for discrete steps only; use `Steps(eta)`")
     d = problem.d
+    for h in algorithm.hyper:
+        if h.divides == "n" and np.any(problem.n % np.asarray(getattr(algorithm, h.name)) != 0):
+            raise InputError(f"`{h.name}` must divide n = {problem.n}; got {getattr(algorithm, h.name)}")
     sizes = {"problem": problem.P}
     if theta0 is None:
         a = alpha_batch(alpha, d)
@@ -299,27 +510,32 @@ def run(problem, algorithm=None, integrator=None, *, model=None, alpha=1.0, thet
             raise InputError(f"`theta0` must have shape (2, d) or (B, 2, d) with d = {d}; got {th.shape}")
         model.check_init(th)
         sizes["theta0"] = th.shape[0]
-    for name, v in _alg.hyperparameters(algorithm).items():
-        sizes[name] = v.size
-    if isinstance(integrator, Steps):
-        sizes["eta"] = np.size(integrator.eta)
+    sizes.update(algorithm.batch_sizes())
+    sizes.update(integrator.batch_sizes())
+    seeds = np.atleast_1d(np.asarray(sample_seed))
+    if seeds.ndim != 1 or seeds.dtype.kind not in "iu" or np.any(seeds < 0):
+        raise InputError(f"`sample_seed` must be a non-negative integer or a 1-D array of them; got {sample_seed!r}")
+    sizes["sample_seed"] = seeds.size
     B = batch_size(sizes)
+    seeds = np.broadcast_to(seeds.astype(np.int64), (B,)).copy()
     theta = model.init(a, d) if theta0 is None else th
     theta = np.ascontiguousarray(np.broadcast_to(theta, (B, 2, d)), dtype=float)
     save_at = finite_array(save_at, "save_at", ndim=(0, 1)).reshape(-1)
     if np.any(save_at < 0) or np.any(np.diff(save_at) < 0):
         raise InputError("`save_at` must be non-negative times in increasing order")
-    if isinstance(integrator, Flow) and np.isfinite(integrator.max_time):
-        save_at = save_at[save_at <= integrator.max_time]
+    save_at = save_at[save_at <= integrator.max_time]
     tol = positive(loss_tol, "loss_tol", allow_zero=True)
     if tol.ndim:
         raise InputError(f"`loss_tol` must be a scalar; got shape {tol.shape}")
     if tol == 0 and isinstance(integrator, Flow) and not np.isfinite(integrator.max_time):
         raise InputError("`loss_tol` = 0 runs to the cap, so the flow needs a finite `max_time`")
+    if max_wall is not None:
+        positive(max_wall, "max_wall")
     objective = Objective(problem, model)
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):
         L0 = objective.loss(theta)
     tol = tol * L0 if relative else np.full(B, float(tol))
-    rec = _Recorder(objective, B, save_at, np.zeros((B, save_at.size)))
-    (_flow if isinstance(integrator, Flow) else _steps)(objective, algorithm, theta, integrator, save_at, tol, rec)
-    return rec.result(objective)
+    rec = _Recorder(objective, B, integrator.save_times(save_at, B))
+    _drive(objective, algorithm, integrator, theta, seeds, save_at, tol, rec, max_wall, progress)
+    return rec.result(objective, algorithm=algorithm, integrator=integrator,
+                      alpha=a if theta0 is None else None, sample_seed=seeds)

@@ -1,5 +1,12 @@
-"""The training objective `L(theta) = L(beta(theta))` of a model on a problem."""
+"""The training objective `L(theta) = L(beta(theta))` of a model on a problem, and points of it.
+
+`objective.at(theta)` is a `Point`: `theta` with its `beta`, residual, loss
+and gradients computed once, when first asked for. The driver reads a
+point's loss to decide when to stop, and hands the same point to the
+algorithm's `update`, so the residual is formed once per state.
+"""
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -23,20 +30,81 @@ class Gradient(NamedTuple):
     beta: np.ndarray
 
 
+class Point:
+    """A batch of states `theta` (B, 2, d) of `objective`, with lazily computed, cached parts.
+
+    beta : `beta(theta)`, (B, d)
+    residual : `r = X beta - y`, (B, n)
+    loss : `L = ||r||^2 / (2n)`, (B,)
+    g : `X^T r / n`, (B, d)
+    grad : `grad_theta L = J^T g`, (B, 2, d)
+    """
+
+    __slots__ = ("objective", "theta", "__dict__")
+
+    def __init__(self, objective, theta):
+        self.objective = objective
+        self.theta = theta
+
+    @cached_property
+    def beta(self):
+        return self.objective.model.beta(self.theta)
+
+    @cached_property
+    def residual(self):
+        return self.objective.problem.residual(self.beta)
+
+    @cached_property
+    def loss(self):
+        r = self.residual
+        return 0.5 * np.einsum("bn,bn->b", r, r) / r.shape[-1]
+
+    @cached_property
+    def g(self):
+        return self.objective.problem.XT(self.residual)
+
+    @cached_property
+    def grad(self):
+        return self.objective.vjp(self.theta, self.g)
+
+    def where(self, mask, other):
+        """Row by row, this point where `mask` (B,) holds, else `other` (same objective); parts cached
+        in both are merged, not recomputed."""
+        pick = lambda a, b: np.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)  # noqa: E731
+        p = Point(self.objective, pick(self.theta, other.theta))
+        for k in self.__dict__.keys() & other.__dict__.keys():
+            p.__dict__[k] = pick(self.__dict__[k], other.__dict__[k])
+        return p
+
+    def take(self, idx):
+        """The point of runs `idx` (cached parts sliced, not recomputed)."""
+        p = Point(self.objective.take(idx), self.theta[idx])
+        for k, v in self.__dict__.items():
+            p.__dict__[k] = v[idx]
+        return p
+
+
 @dataclass(frozen=True)
 class Objective:
-    """`L(theta)` for `model` on `problem`: what an algorithm's `direction` evaluates."""
+    """`L(theta)` for `model` on `problem`: what an algorithm's `update` evaluates."""
 
     problem: Problem
     model: object
 
-    def grad(self, theta):
-        """`Gradient(L, J^T g, g)` at `theta` of shape (B, 2, d)."""
-        g, loss = self.problem.grad(self.model.beta(theta))
+    def at(self, theta):
+        """The `Point` at `theta` of shape (B, 2, d)."""
+        return Point(self, theta)
+
+    def vjp(self, theta, g):
+        """`J^T g`, shape (B, 2, d), for `g` of shape (B, d) (`J = d beta / d theta`)."""
         J = self.model.jac(theta)
         # scale in place where `jac` made a new array (not a view of theta, as Product's is)
-        J = np.multiply(J, g[:, None, :], out=None if np.may_share_memory(J, theta) else J)
-        return Gradient(loss, J, g)
+        return np.multiply(J, g[:, None, :], out=None if np.may_share_memory(J, theta) else J)
+
+    def grad(self, theta):
+        """`Gradient(L, J^T g, g)` at `theta` of shape (B, 2, d)."""
+        p = self.at(theta)
+        return Gradient(p.loss, p.grad, p.g)
 
     def hvp(self, theta, w, g=None):
         """Hessian-vector product in theta.
@@ -45,7 +113,7 @@ class Objective:
         with `g` recomputed unless given (from `grad(theta).beta`).
         """
         if g is None:
-            g = self.grad(theta).beta
+            g = self.at(theta).g
         J = self.model.jac(theta)
         Jw = np.einsum("bkd,bkd->bd", J, w)
         XtXJw = self.problem.XT(self.problem.apply(Jw))
@@ -57,4 +125,5 @@ class Objective:
 
     def take(self, idx):
         """The objective of runs `idx`."""
-        return Objective(self.problem.take(idx), self.model)
+        p = self.problem.take(idx)
+        return self if p is self.problem else Objective(p, self.model)

@@ -43,9 +43,8 @@ def test_usam_is_fgr_with_gamma_eps_rho(name, rng):
     G = _grad(obj, theta)
     Gp = _grad(obj, theta + rho[:, None, None] * G)  # THEORY.md: D = grad L(theta + rho grad L)
     for alg in (dln.USAM(rho), dln.FGR(gamma=rho, eps=rho)):
-        D, L = alg.direction(theta, obj)
+        D = dln.direction(alg, obj, theta)
         assert np.abs(D - Gp).max() <= _roundoff(G, Gp)
-        np.testing.assert_array_equal(L, obj.loss(theta))
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -57,7 +56,7 @@ def test_bgr_is_fgr_with_negative_ascent_step(name, rng):
     ref = G + (gamma / eps)[:, None, None] * (G - Gm)  # THEORY.md's B-GR formula
     scale = _roundoff(G, (gamma / eps)[:, None, None] * np.abs(G - Gm))
     for alg in (dln.BGR(gamma, eps), dln.FGR(gamma, -eps)):
-        assert np.abs(alg.direction(theta, obj)[0] - ref).max() <= scale
+        assert np.abs(dln.direction(alg, obj, theta) - ref).max() <= scale
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -65,9 +64,9 @@ def test_gr_with_zero_gamma_is_gd(name, rng):
     obj, theta = _setup(name, rng)
     G = _grad(obj, theta)
     for alg in (dln.GD(), dln.GR(0.0), dln.GR(np.zeros(3))):
-        np.testing.assert_array_equal(alg.direction(theta, obj)[0], G)  # no arithmetic: exactly the gradient
-        assert alg.grad_evals == 1
-    assert dln.GR(0.1).grad_evals == 2 and dln.FGR(0.1, 0.1).grad_evals == 2
+        np.testing.assert_array_equal(dln.direction(alg, obj, theta), G)  # no arithmetic: exactly the gradient
+        assert np.all(alg.grad_evals() == 1)
+    assert dln.GR(0.1).grad_evals() == 2 and dln.FGR(0.1, 0.1).grad_evals() == 2
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -78,7 +77,7 @@ def test_sam_is_normgr_with_gamma_eps_rho(name, rng):
     norm = np.sqrt((G**2).sum(axis=(1, 2)))
     Gp = _grad(obj, theta + (rho / norm)[:, None, None] * G)  # THEORY.md: grad L(theta + rho G/||G||)
     for alg in (dln.SAM(rho), dln.NormGR(rho, rho)):
-        assert np.abs(alg.direction(theta, obj)[0] - Gp).max() <= _roundoff(G, Gp)
+        assert np.abs(dln.direction(alg, obj, theta) - Gp).max() <= _roundoff(G, Gp)
 
 
 def test_sam_perturbation_is_zero_at_a_zero_gradient():
@@ -87,8 +86,8 @@ def test_sam_perturbation_is_zero_at_a_zero_gradient():
     obj = Objective(p, dln.Product())
     theta = np.zeros((2, 2, 6))
     for alg in (dln.SAM(0.1), dln.NormGR(1.0, 0.1)):
-        D, L = alg.direction(theta, obj)
-        assert np.all(np.isfinite(D)) and np.all(D == 0) and np.all(L > 0)
+        D = dln.direction(alg, obj, theta)
+        assert np.all(np.isfinite(D)) and np.all(D == 0) and np.all(obj.loss(theta) > 0)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -97,7 +96,7 @@ def test_gr_is_the_gradient_of_the_penalized_loss(name, rng):
     obj, theta = _setup(name, rng, B=1)
     gamma = 0.7
     w = rng.standard_normal(theta.shape)
-    D = dln.GR(gamma).direction(theta, obj)[0]
+    D = dln.direction(dln.GR(gamma), obj, theta)
 
     def penalized(th):
         G = obj.grad(th)
@@ -116,7 +115,7 @@ def test_normgr_is_the_gradient_of_the_norm_penalty_as_eps_to_0(name, rng):
     norm = np.sqrt((G**2).sum())
     exact = G + gamma * obj.hvp(theta, G / norm)  # grad ||grad L|| = H grad L / ||grad L||
     eps = np.array([4e-3, 2e-3, 1e-3])
-    err = [np.abs(dln.NormGR(gamma, e).direction(theta, obj)[0] - exact).max() for e in eps]
+    err = [np.abs(dln.direction(dln.NormGR(gamma, e), obj, theta) - exact).max() for e in eps]
     slopes = np.log2(np.divide(err[:-1], err[1:]))
     assert np.all(np.abs(slopes - 1) < 0.1), slopes
 
@@ -126,10 +125,10 @@ def test_finite_differences_converge_to_exact_gr(name, rng):
     """F-GR and B-GR are O(eps) from GR; their average (a central difference) is O(eps^2)."""
     obj, theta = _setup(name, rng, B=1)
     gamma = 0.7
-    exact = dln.GR(gamma).direction(theta, obj)[0]
+    exact = dln.direction(dln.GR(gamma), obj, theta)
     eps = np.array([4e-3, 2e-3, 1e-3])
-    F = [dln.FGR(gamma, e).direction(theta, obj)[0] for e in eps]
-    Bk = [dln.BGR(gamma, e).direction(theta, obj)[0] for e in eps]
+    F = [dln.direction(dln.FGR(gamma, e), obj, theta) for e in eps]
+    Bk = [dln.direction(dln.BGR(gamma, e), obj, theta) for e in eps]
     for dirs, order in ((F, 1), (Bk, 1), ([(f + b) / 2 for f, b in zip(F, Bk)], 2)):
         err = np.array([np.abs(D - exact).max() for D in dirs])
         slopes = np.log2(err[:-1] / err[1:])
@@ -142,10 +141,10 @@ def test_flooding_direction_flips_at_the_flood_level(small, rng):
     G = _grad(obj, theta)
     L = obj.loss(theta)
     b = np.array([L[0] / 2, 2 * L[1]])  # run 0 above its flood level, run 1 below
-    D, _ = dln.Flooding(b).direction(theta, obj)
+    D = dln.direction(dln.Flooding(b), obj, theta)
     np.testing.assert_array_equal(D[0], G[0])
     np.testing.assert_array_equal(D[1], -G[1])
-    assert dln.Flooding(0.0).grad_evals == 1 and dln.Flooding.discrete_only
+    assert dln.Flooding(0.0).grad_evals() == 1 and not dln.Flooding.flow
 
 
 @pytest.mark.parametrize("make, name", [
@@ -160,10 +159,13 @@ def test_bad_hyperparameters_name_the_argument(make, name):
 
 
 def test_registry_builds_every_algorithm():
-    """The CLI's registry: every name maps to a factory that returns an object with `direction`."""
-    from dln.algorithms import ALGORITHMS
-    assert set(ALGORITHMS) == {"gd", "gr", "fgr", "bgr", "sam", "usam", "flood", "fgr-norm"}
-    kw = {"gd": {}, "gr": dict(gamma=0.1), "fgr": dict(gamma=0.1, eps=0.1), "bgr": dict(gamma=0.1, eps=0.1),
-          "sam": dict(rho=0.1), "usam": dict(rho=0.1), "flood": dict(b=0.1), "fgr-norm": dict(gamma=0.1, eps=0.1)}
-    for name, f in ALGORITHMS.items():
-        assert hasattr(f(**kw[name]), "direction")
+    """Every registered class builds from its declared examples, keeps its name in `repr`, and is an
+    `Algorithm` whose declared flags are unique within it."""
+    from dln.algorithms import ALGORITHMS, Algorithm, example
+    assert {"gd", "gr", "fgr", "bgr", "sam", "usam", "flood", "fgr-norm"} <= set(ALGORITHMS)
+    for name, cls in ALGORITHMS.items():
+        alg = example(cls)
+        assert isinstance(alg, Algorithm) and alg.name == name
+        assert repr(alg).startswith(cls.__name__ + "(")
+        flags = [h.cli for h in cls.hyper]
+        assert len(flags) == len(set(flags))

@@ -55,21 +55,22 @@ def test_simulate_steps_from_a_data_file(cli, npz):
     res = dln.run(dln.load_problem(path), dln.SAM(0.05), dln.Steps(0.02, 300), alpha=1.0)
     np.testing.assert_array_equal(o["beta"], res.final.beta[0])
     assert o["test_loss"] is None and o["status"] == res.status[0] and o["steps"] == res.steps[0]
-    assert o["hyperparameters"] == {"gamma": 0.05, "eps": 0.05} and o["eta"] == 0.02
+    assert o["hyperparameters"] == {"rho": 0.05} and o["eta"] == 0.02
 
 
 def test_every_registered_algorithm_runs(cli):
-    """Each registry name with the hyperparameters its factory takes; no-effect flags warn (one line)."""
-    flags = {"gd": [], "gr": ["--gamma", 0.1], "fgr": ["--gamma", 0.1, "--eps", 0.05],
-             "bgr": ["--gamma", 0.1, "--eps", 0.05], "sam": ["--rho", 0.05], "usam": ["--rho", 0.05],
-             "flood": ["--flood", 0.01], "fgr-norm": ["--gamma", 0.1, "--eps", 0.05]}
-    assert set(flags) == set(dln.algorithms.ALGORITHMS)
-    for name, f in flags.items():
+    """Each registry name with its declared example hyperparameters, as flags; the JSON names the algorithm
+    and reports exactly its declared hyperparameters."""
+    for name, cls in dln.algorithms.ALGORITHMS.items():
+        f = [x for h in cls.hyper if h.example is not None and h.kind not in ("bool", "algorithm")
+             for x in (h.cli, h.example)]
         # eta = 0.002: below 2 / lambda_max of every update's Jacobian here (GR's is 0.0053)
         code, out, err = cli("simulate", *TINY, "--algorithm", name, *f, "--steps", "--eta", 0.002,
                              "--max-steps", 50, "--json")
         assert code == 0 and err == "", (name, err)
-        assert _strict(out)["algorithm"] == name
+        o = _strict(out)
+        assert o["algorithm"] == name
+        assert set(o["hyperparameters"]) == {h.name for h in cls.hyper}
 
 
 def test_per_coordinate_alpha_from_npy(cli, tmp_path):

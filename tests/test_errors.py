@@ -28,7 +28,7 @@ CASES = [
     ("alpha file of the wrong length", ["simulate", *TINY, "--alpha", "{tmp}/alpha_short.npy"], "--alpha", "10 numbers"),
     ("alpha file with negatives", ["simulate", *TINY, "--alpha", "{tmp}/alpha_neg.npy"], "--alpha", "> 0"),
     ("eps = 0 for fgr", ["simulate", *TINY, "--algorithm", "fgr", "--gamma", 1, "--eps", 0], "--eps", "nonzero"),
-    ("eps = 0 for bgr", ["simulate", *TINY, "--algorithm", "bgr", "--gamma", 1, "--eps", 0], "--eps", "0 < eps"),
+    ("eps = 0 for bgr", ["simulate", *TINY, "--algorithm", "bgr", "--gamma", 1, "--eps", 0], "--eps", "eps > 0"),
     ("negative gamma", ["simulate", *TINY, "--algorithm", "gr", "--gamma", -0.1], "--gamma", ">= 0"),
     ("missing rho for sam", ["simulate", *TINY, "--algorithm", "sam"], "--rho", "rho > 0"),
     ("unknown algorithm", ["simulate", *TINY, "--algorithm", "adam"], "--algorithm", "choose from"),

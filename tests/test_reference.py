@@ -248,13 +248,13 @@ ALPHA = 0.3
 #: the flows, as batched dln calls: (names, dln algorithm with one row per flow,
 #: reference directions). GD is GR(0) and rides with GR (its row's direction is
 #: grad L + 0 * H grad L = grad L); B-GR and USAM are F-GR rows built by their own
-#: factories. Each row of a batch keeps its own adaptive step size.
+#: factories (`ascent()` is the signed step: B-GR's is `-eps`). Each row of a batch keeps its own adaptive step size.
 GAMMA, EPS, RHO = 0.5, 0.3, 0.3
 _FD = [dln.FGR(GAMMA, EPS), dln.BGR(GAMMA, EPS), dln.USAM(RHO)]
 FLOW_BATCHES = [
     (["GD", "GR"], dln.GR(np.array([dln.GD().gamma, GAMMA])),
      lambda ref: [ref.grad, lambda th: ref.gr(th, GAMMA)]),
-    (["F-GR", "B-GR", "USAM"], dln.FGR(np.array([a.gamma for a in _FD]), np.array([a.eps for a in _FD])),
+    (["F-GR", "B-GR", "USAM"], dln.FGR(np.array([a.gamma for a in _FD]), np.array([a.ascent() for a in _FD])),
      lambda ref: [lambda th: ref.fgr(th, GAMMA, EPS), lambda th: ref.bgr(th, GAMMA, EPS),
                   lambda th: ref.usam(th, RHO)]),
 ]

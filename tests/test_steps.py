@@ -74,7 +74,7 @@ def test_steps_match_a_hand_written_loop(param, name):
     np.testing.assert_allclose(res.t[0], times, rtol=1e-15)
     beta_ref = model.beta(ref[[0, 10, 25, 40]])
     np.testing.assert_allclose(res.saved.beta[0], beta_ref, rtol=1e-12, atol=1e-14)
-    assert res.grad_evals[0] == K * FACTORY[name](HYPER[name]).grad_evals + 1
+    assert res.grad_evals[0] == K * FACTORY[name](HYPER[name]).grad_evals() + 1
 
 
 def test_gd_shrinks_uv_by_exactly_1_minus_4_eta2_g2_per_step(small):
