@@ -47,6 +47,9 @@ class Flow(Declared):
                    per_run=False, default=1e-12),
              MAX_TIME, replace(MAX_STEPS, default=200_000))
 
+    #: the driver tests for collapse every `check_every` steps
+    check_every = 1
+
     def save_times(self, save_at, B):
         return np.broadcast_to(save_at, (B, save_at.size)).copy()
 

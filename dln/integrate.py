@@ -32,8 +32,8 @@ from .objective import Objective
 
 #: a run whose loss exceeds this multiple of its initial loss has diverged
 BLOWUP = 1e12
-#: a run whose effective scale (`alpha_eff`, or `|theta|` without one) falls below this fraction of
-#: its initial value without fitting the data has collapsed
+#: a run in which some coordinate's scale (`alpha_eff`, or `|(u, v)|` without one) falls below this
+#: fraction of its initial value before the loss has halved has collapsed
 COLLAPSE = 1e-6
 #: statuses of a run; the first five leave a meaningful final state (`Result.ok`)
 STATUSES = ("converged", "no_interpolator", "max_steps", "max_time", "max_wall",
@@ -86,6 +86,9 @@ class Steps(Declared):
 
     hyper = (Hyper("eta", "step size", lo=0, lo_open=True, default=0.01),
              replace(MAX_STEPS, default=100_000), MAX_TIME)
+
+    #: the driver tests for collapse every `check_every` steps
+    check_every = 32
 
     def save_times(self, save_at, B):
         eta = self.per_run("eta", B)
@@ -306,10 +309,19 @@ def _stable_eta(objective, algorithm, theta, iters=60):
 
 
 def _scale(model, theta):
-    """The run's effective scale, shape (B,): `max alpha_eff`, or `max |theta|` without an `alpha_eff`."""
+    """Per-coordinate scale of the state, shape (B, d): `alpha_eff`, or `sqrt(u^2 + v^2)` for a model
+    without one (NaN where `alpha_eff` is undefined)."""
     a = model.alpha_eff(theta)
-    with np.errstate(invalid="ignore"):
-        return np.abs(theta).max(axis=(1, 2)) if a is None else np.nanmax(np.where(np.isfinite(a), a, np.nan), axis=1)
+    return np.sqrt(np.einsum("bkd,bkd->bd", theta, theta)) if a is None else a
+
+
+def _collapsed(model, theta, scale0, L, L0):
+    """Runs driven to `u, v -> 0` without fitting the data, shape (B,): some coordinate's scale fell
+    below `COLLAPSE` times its initial value while the loss is still above half the initial loss."""
+    with np.errstate(all="ignore"):
+        ratio = _scale(model, theta) / scale0
+        low = np.any(ratio < COLLAPSE, axis=1)
+    return low & (L >= 0.5 * L0)
 
 
 def _floor(problem, B):
@@ -353,12 +365,19 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
         while idx.size:
             at, t, steps = carry["at"], carry["t"], carry["steps"]
             with np.errstate(all="ignore"):
+                # the loss is finite exactly when beta is, and a non-finite theta shows in beta: one
+                # check over (B,) instead of a pass over theta
                 L = at.loss
-                finite = np.isfinite(L) & np.isfinite(at.theta).all(axis=(1, 2))
-                blow = ~finite | (L > BLOWUP * L0[idx])
+                blow = ~np.isfinite(L) | (L > BLOWUP * L0[idx])
                 conv = ~blow & (L <= tol[idx])
                 settled = ~blow & ~conv & no_interp[idx] & (L - floor[idx] <= floor_tol[idx])
-                collapsed = ~blow & ~conv & ~settled & (_scale(model, at.theta) < COLLAPSE * scale0[idx])
+                # the collapse test is a few passes over theta: every step of a flow (whose steps cost
+                # far more), every 32nd of discrete steps
+                collapsed = ~blow & ~conv & ~settled
+                if stepper.check_every == 1 or k % stepper.check_every == 0:
+                    collapsed &= _collapsed(model, at.theta, scale0[idx], L, L0[idx])
+                else:
+                    collapsed[:] = False
             live = ~(blow | conv | settled | collapsed)
             scap = live & (steps >= max_steps)
             tcap = live & ~scap & ((t >= max_time) | stepper.next_passes(carry, max_time))
@@ -377,8 +396,9 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
                         (wcap, "max_wall", True, lambda i: f"reached max_wall = {max_wall:.3g} s at t = {t[i]:.6g} "
                                                             f"(step {steps[i]}) with loss {L[i]:.3g}"),
                         (collapsed, "collapsed", False,
-                         lambda i: f"{name}: u, v driven to 0 at t = {t[i]:.6g} (step {steps[i]}) without fitting "
-                                   f"the data (loss {L[i]:.3g}; effective scale fell {COLLAPSE:.0e}-fold)"),
+                         lambda i: f"{name}: u, v driven to 0 at step {steps[i]} (t = {t[i]:.6g}) without fitting "
+                                   f"the data (loss {L[i]:.3g}, initial {L0[idx[i]]:.3g}; a coordinate's scale fell "
+                                   f"{1 / COLLAPSE:.0e}-fold): an ascent step (rho, eps) too large for alpha?"),
                         (blow, "diverged", False, lambda i: _diverged_message(name, L[i], t[i], steps[i]))]
                 _close(rec, obj, idx, at.theta, t, steps, rows)
                 if blow.any():
