@@ -17,6 +17,8 @@ COMMANDS = {
     "figures": ("figures.cli", "regenerate the theory figures"),
     "explore": ("dln.explore", "interactive explorer"),
     "bench": ("benchmarks.bench", "speed and memory benchmarks"),
+    "sweep": ("dln.cli_sweep", "run a grid of runs from a TOML spec into a resumable zarr store"),
+    "make-data": ("dln.cli_sweep", "write a generated problem to an .npz file (the --data format)"),
 }
 
 
@@ -32,6 +34,10 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     top = _Parser(prog="dln", description=__doc__.splitlines()[0])
     top.add_argument("command", choices=list(COMMANDS), help="; ".join(f"{k}: {v[1]}" for k, v in COMMANDS.items()))
+    if argv and argv[0] in ("-V", "--version"):
+        from . import __version__
+        print(f"dln {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
         top.print_help()
         return 0

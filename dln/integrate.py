@@ -220,6 +220,45 @@ class Result:
         """Runs whose final state is meaningful (converged, no interpolator, or a cap), shape (B,)."""
         return np.isin(self.status, STATUSES[:5])
 
+    def to_xarray(self):
+        """The runs as an `xarray.Dataset` on dimensions `run` (B), `coord` (d) and, with saves, `time` (S;
+        the times recorded per run are the variable `saved_t`).
+
+        Variables: the final observables (`beta`, `alpha_eff`, `train_loss`, `test_loss`, `grad_norm`; those
+        the model or data lack are left out), `t_final`, `steps`, `grad_evals`, `status`, `message`, and
+        with saves `saved_t` (the times recorded, `eta k` for steps) and `saved_<observable>`.
+        Coordinates: `alpha`, `sample_seed` and every hyperparameter of the algorithm and the
+        integrator (per-run values along `run`, the others as scalars); the classes' names are
+        the attributes `algorithm` and `integrator`.
+        """
+        import xarray as xr
+        dims = {1: ("run",), 2: ("run", "coord")}
+        data = {f: (dims[a.ndim], a) for f, a in vars(self.final).items() if a is not None}
+        if self.t.shape[1]:
+            data["saved_t"] = (("run", "time"), self.t)
+            data.update({f"saved_{f}": (("run", "time", "coord")[:a.ndim], a)
+                         for f, a in vars(self.saved).items() if a is not None})
+        for f in ("t_final", "steps", "grad_evals", "status", "message"):
+            data[f] = ("run", getattr(self, f))
+        coords = {"run": np.arange(len(self)), "coord": np.arange(self.theta.shape[2])}
+        if self.alpha is not None:
+            coords["alpha"] = dims[self.alpha.ndim], np.broadcast_to(self.alpha, (len(self),) + self.alpha.shape[1:])
+        if self.sample_seed is not None:
+            coords["sample_seed"] = ("run", self.sample_seed)
+        attrs = {}
+        for role, obj in (("algorithm", self.algorithm), ("integrator", self.integrator)):
+            if obj is None:
+                continue
+            attrs[role] = type(obj).__name__
+            for h in obj.hyper:
+                v = getattr(obj, h.name)
+                if h.kind == "algorithm":
+                    attrs[h.name] = repr(v)
+                    continue
+                name = h.name if h.name not in coords else f"{role}_{h.name}"
+                coords[name] = ("run", np.broadcast_to(v, (len(self),))) if isinstance(v, np.ndarray) else v
+        return xr.Dataset(data, coords=coords, attrs=attrs)
+
 
 class _Recorder:
     """Output buffers of a batch: saves, final states, counters, statuses."""

@@ -98,6 +98,17 @@ class Problem:
         """Problem `i` alone, as a `Problem` with `P = 1`."""
         return self.take(np.atleast_1d(np.arange(self.P)[i]))
 
+    def save(self, path):
+        """Write the problem to an `.npz` file that `load_problem` reads back (keys `X`, `y`, and
+        `X_test`, `y_test`, `beta_star` where present; one problem as `(n, d)` arrays, stacked ones
+        as `(P, n, d)`), atomically: the file is complete or absent."""
+        from ._io import atomic_path
+        one = self.P == 1
+        arrays = {k: a[0] if one else a for k in ("X", "y", "X_test", "y_test", "beta_star")
+                  if (a := getattr(self, k)) is not None}
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)  # a file object: savez appends no `.npz` to the name
+
     @classmethod
     def from_arrays(cls, X, y, X_test=None, y_test=None, beta_star=None):
         """Validate user arrays (single `(n, d)` or stacked `(P, n, d)`) into a `Problem`."""
