@@ -10,7 +10,6 @@ Continuous-time claims must hold to `TOL` = 1e-6 relative; discrete claims are
 statements about orders in `eta` (fitted slopes with their standard errors).
 """
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from dln._io import atomic_path
+from dln._io import atomic_path, writable_file
 
 from . import derive as dv
 
@@ -718,10 +717,9 @@ def main(args, cmd="validate"):
         v = getattr(args, name, None)
         if v is not None and not (np.isfinite(v) and 1e-12 <= v <= 1e4):
             raise InputError(f"`--{name.replace('_', '-')}` must be in [1e-12, 1e4]; got {v!r}")
-    for name in ("report", "json"):
-        p = getattr(args, name, None)
-        if p and not os.path.isdir(os.path.dirname(os.path.abspath(p))):
-            raise InputError(f"`--{name}` must be a path in an existing directory; got {p!r}")
+    for name in ("report", "json"):  # before the claims run (a full run takes minutes)
+        if getattr(args, name, None):
+            writable_file(getattr(args, name), f"--{name}")
     cfg = Config.make(args.quick, args.alpha_min, args.alpha_max)
     if cfg.alpha_min >= cfg.alpha_max:
         raise InputError(f"`--alpha-min` must be below `--alpha-max`; got {cfg.alpha_min} >= {cfg.alpha_max}")

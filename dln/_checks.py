@@ -1,4 +1,6 @@
 """Validation at the boundary: every error names the argument and its allowed range."""
+import os
+
 import numpy as np
 
 
@@ -9,13 +11,19 @@ class InputError(ValueError):
 def finite_array(x, name, *, ndim=None, dtype=float):
     """Return `x` as a float array, or raise `InputError` naming `name`.
 
-    Checks that `x` converts to numbers, has `ndim` dimensions when given (an
-    int or a tuple of allowed values), and holds no NaN or infinity.
+    Checks that `x` holds real numbers (bool, integer or float: complex, string,
+    datetime and object arrays are refused, not cast), has `ndim` dimensions when
+    given (an int or a tuple of allowed values), and holds no NaN or infinity.
     """
     try:
-        a = np.asarray(x, dtype=dtype)
-    except (TypeError, ValueError):
-        raise InputError(f"`{name}` must be numeric; got {type(x).__name__}") from None
+        raw = np.asarray(x)
+    except (TypeError, ValueError):  # ragged nested sequences
+        raise InputError(f"`{name}` must be an array of real numbers; got a ragged {type(x).__name__}") from None
+    if raw.dtype.kind not in "biuf":
+        what = {"c": "complex", "U": "string", "S": "bytes", "M": "datetime", "m": "timedelta", "O": "object"}
+        raise InputError(f"`{name}` must hold real numbers (bool, int or float); got "
+                         f"{what.get(raw.dtype.kind, str(raw.dtype))} values ({raw.dtype})")
+    a = raw.astype(dtype, copy=False)
     if ndim is not None:
         allowed = (ndim,) if np.isscalar(ndim) else tuple(ndim)
         if a.ndim not in allowed:
@@ -60,11 +68,59 @@ def batch_size(sizes):
     return B
 
 
+#: the allowed initialization scales: `alpha^2` and `1/alpha^2` stay far inside the float range, and the
+#: dual's exponent `X^T nu ~ log(|beta| / alpha^2)` stays below cosh's overflow at 710
+ALPHA_RANGE = (1e-100, 1e50)
+#: the allowed data scale `max |X|`, `max |y|`: the loss squares the data and GR's curvature terms
+#: take fourth powers of it (times n and d), which must stay below the float maximum 1.8e308
+DATA_RANGE = (1e-50, 1e50)
+
+
 def alpha_batch(alpha, d):
-    """`alpha` validated (finite, > 0) as shape (B,) (one scalar per run) or (B, d) / (1, d)
-    (per coordinate)."""
+    """`alpha` validated (finite, `ALPHA_RANGE[0] <= alpha <= ALPHA_RANGE[1]`) as shape (B,) (one
+    scalar per run) or (B, d) / (1, d) (per coordinate)."""
     a = positive(alpha, "alpha")
+    lo, hi = ALPHA_RANGE
+    bad = (a < lo) | (a > hi)
+    if np.any(bad):
+        raise InputError(f"`alpha` must satisfy {lo:g} <= alpha <= {hi:g} (alpha^2 and the exponent of the "
+                         f"implicit-bias solve stay in floating-point range); got {a[bad].ravel()[0].item()!r}")
     if a.ndim > 2 or (a.ndim == 2 and a.shape[1] != d):
         raise InputError(f"`alpha` must be a scalar, shape (B,) (one per run) or shape (B, d) / (1, d) "
                          f"(per coordinate, d = {d}); got shape {a.shape}")
     return a.reshape(-1) if a.ndim < 2 else a
+
+
+def data_scale(a, name):
+    """Refuse data whose largest entry `max |a|` lies outside `DATA_RANGE` (or is 0 for `X`): the
+    loss, the gradient and the curvature would overflow or underflow. Returns `a`."""
+    if not a.size:
+        return a
+    m = float(np.abs(a).max())
+    lo, hi = DATA_RANGE
+    if m > hi or 0 < m < lo:
+        raise InputError(f"`{name}` must have its largest |entry| between {lo:g} and {hi:g} (the loss and its "
+                         f"curvature take up to fourth powers of the data); got {m:.3g}: rescale `{name}`")
+    return a
+
+
+def available_memory():
+    """Bytes of memory this process can still take: `MemAvailable` of /proc/meminfo (Linux), else the
+    physical memory, capped by the address-space limit (`ulimit -v`) when one is set."""
+    import resource
+    try:
+        with open("/proc/meminfo") as f:
+            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        avail = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return avail if soft == resource.RLIM_INFINITY else min(avail, soft)
+
+
+def fits_in_memory(nbytes, what):
+    """Raise `InputError` when `nbytes` (an estimate made before allocating) exceeds the available
+    memory; `what` names the arguments that set the size, e.g. "`n` x `d` = 100000 x 100000"."""
+    avail = available_memory()
+    if nbytes > avail:
+        raise InputError(f"{what} needs about {nbytes / 2**30:.3g} GiB of memory, more than the "
+                         f"{avail / 2**30:.3g} GiB available: reduce it")

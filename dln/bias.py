@@ -19,9 +19,11 @@ from ._checks import InputError, alpha_batch
 
 def q(z):
     """`q(z) = 2 - sqrt(4 + z^2) + z arcsinh(z/2)`, written as
-    `z arcsinh(z/2) - z^2 / (2 + sqrt(4 + z^2))` to avoid cancellation at small `z`."""
+    `z arcsinh(z/2) - |z| (|z| / (2 + hypot(2, z)))` to avoid cancellation at small `z` and
+    the overflow of `z^2` at large `z`."""
     z = np.asarray(z, dtype=float)
-    return z * np.arcsinh(z / 2) - z * z / (2 + np.sqrt(4 + z * z))
+    a = np.abs(z)
+    return z * np.arcsinh(z / 2) - a * (a / (2 + np.hypot(2.0, z)))
 
 
 def _alpha2(alpha, d):
@@ -144,9 +146,13 @@ def solve_dual(problem, alpha, tol=1e-12, max_iter=200):
 
 
 def min_l2(problem):
-    """Minimum-l2 interpolator `X^T (X X^T)^{-1} y`, shape (P, d) (the `alpha -> inf` limit)."""
-    XXt = np.matmul(problem.X, np.swapaxes(problem.X, 1, 2))
-    return np.matmul(np.swapaxes(problem.X, 1, 2), np.linalg.solve(XXt, problem.y[..., None]))[..., 0]
+    """Minimum-l2 interpolator `X^+ y` (`= X^T (X X^T)^{-1} y` for `X` of full row rank), shape (P, d)
+    (the `alpha -> inf` limit).
+
+    `X^+` is the pseudo-inverse (SVD), so rank-deficient `X` is fine; where `X beta = y` has no
+    solution this is the least-squares solution of minimum norm, and `problem.residual` says so.
+    """
+    return np.matmul(np.linalg.pinv(problem.X), problem.y[..., None])[..., 0]
 
 
 def min_l1(problem):

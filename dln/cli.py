@@ -2,10 +2,19 @@
 
 Each command lives in a module with `add_arguments(parser)` and `main(args)`;
 bad input exits with code 2 and one line that names the argument and its range.
+Ctrl-C (or SIGTERM) exits with one line and code 130 (143); files being written are
+removed (`dln._io.atomic_path`); a closed output pipe (`dln ... | head`) ends quietly.
+Warnings raised while a command runs are printed as one line each after it, and
+dropped when it fails with an input error (the error line says what went wrong).
 """
 import argparse
 import importlib
+import os
+import re
+import signal
 import sys
+import threading
+import warnings
 
 from ._checks import InputError
 
@@ -23,15 +32,58 @@ COMMANDS = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit code 2)."""
+    """argparse with one-line errors (exit code 2), and negative numbers (`-1e-3`, `-inf`, `-1,2`)
+    taken as values, so that the range check, not "expected one argument", answers them."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
 
     def error(self, message):
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(2)
 
 
+class _Terminated(Exception):
+    """SIGTERM, raised in the main thread so that `finally` blocks remove partial files."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated
+
+
 def main(argv=None):
+    """`dln COMMAND ...`; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    cmd = argv[0] if argv and argv[0] in COMMANDS else None
+    prog = f"dln {cmd}" if cmd else "dln"
+    main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code = _main(argv)
+            if code != 2:
+                for text in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
+                    sys.stderr.write(f"{prog}: warning: {' '.join(text.split())}\n")
+            return code
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{prog}: interrupted\n")
+        return 130
+    except _Terminated:
+        sys.stderr.write(f"{prog}: terminated\n")
+        return 143
+    except BrokenPipeError:
+        # the reader (e.g. `head`) closed the pipe: stop quietly, and keep Python's exit-time flush of
+        # stdout from raising again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv):
     top = _Parser(prog="dln", description=__doc__.splitlines()[0])
     top.add_argument("command", choices=list(COMMANDS), help="; ".join(f"{k}: {v[1]}" for k, v in COMMANDS.items()))
     if argv and argv[0] in ("-V", "--version"):

@@ -41,22 +41,29 @@ def _declared():
     return out
 
 
-#: library argument names (as they appear in backticks in `InputError`) -> CLI flag
+#: library argument names (as they appear in backticks in `InputError`) -> CLI flag; the integrator's and
+#: the problem's names win over an algorithm hyperparameter of the same name (`eta` is `--eta`, IGR's is
+#: `--igr-eta`: `_flagify` maps the chosen algorithm's own names when it is given)
 FLAGS = {
+    **{name: decl[0][1].cli for name, decl in _declared().items()},
     "alpha": "--alpha", "eta": "--eta", "max_steps": "--max-steps", "max_time": "--max-time", "loss_tol": "--loss-tol",
     "depth": "--depth", "data": "--data", "n": "--n", "d": "--d", "s": "--s", "noise": "--noise",
     "seed": "--seed", "n_test": "--n-test", "theta0": "--u0/--v0", "algorithm": "--algorithm",
     "save_at": "--save-at", "normalized": "--algorithm", "sample_seed": "--sample-seed",
-    **{name: decl[0][1].cli for name, decl in _declared().items()},
 }
 
 #: problem-generation flags and their defaults (those of `make_problem`)
 GENERATED = {"n": 40, "d": 200, "s": 5, "noise": 0.0, "seed": 0, "n_test": 1000}
 
 
-def _flagify(message):
-    """Rewrite library argument names in backticks (`alpha`) as CLI flags (`--alpha`), on one line."""
-    message = re.sub(r"`([A-Za-z_0-9]+)`", lambda m: f"`{FLAGS.get(m.group(1), m.group(1))}`", str(message))
+def _flagify(message, algorithm=None, own_first=True):
+    """Rewrite library argument names in backticks (`alpha`) as CLI flags (`--alpha`), on one line.
+    With `algorithm` (a class), its own hyperparameters map to its flags: first (its constructor's
+    errors), or after the integrator's and problem's names (`own_first=False`: errors of the run,
+    where `eta` is the step size `--eta`)."""
+    own = {} if algorithm is None else {h.name: h.cli for h in algorithm.hyper if h.kind not in ("algorithm", "bool")}
+    flags = {**FLAGS, **own} if own_first else {**own, **FLAGS}
+    message = re.sub(r"`([A-Za-z_0-9]+)`", lambda m: f"`{flags.get(m.group(1), m.group(1))}`", str(message))
     return " ".join(message.split())
 
 
@@ -195,7 +202,7 @@ def _alpha(value, d, default=1.0):
         a = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file
         raise InputError(f"`--alpha` file {value!r} is not a readable .npy array of numbers: {e}") from None
-    if a.shape != (d,) or not np.issubdtype(a.dtype, np.number):
+    if a.shape != (d,) or a.dtype.kind not in "biuf":
         raise InputError(f"`--alpha` file {value!r} must hold {d} numbers (one per coordinate, shape ({d},)); "
                          f"got {a.dtype} of shape {a.shape}")
     a = a.astype(float)
@@ -226,7 +233,7 @@ def _algorithm(args, cmd):
     try:
         return cls(**kw)
     except InputError as e:
-        raise InputError(f"{_flagify(e)} (--algorithm {args.algorithm})") from None
+        raise InputError(f"{_flagify(e, cls)} (--algorithm {args.algorithm})") from None
 
 
 def _model(args, cmd):
@@ -289,6 +296,11 @@ def _scalar(x):
     return x if math.isfinite(x) else None
 
 
+def _print_json(out):
+    """Strict JSON (no NaN or Infinity): non-finite numbers are already null, and `status` says why."""
+    print(json.dumps(out, allow_nan=False))
+
+
 def _simulate(args, cmd):
     problem = _load(args, cmd)
     d = problem.d
@@ -309,10 +321,10 @@ def _simulate(args, cmd):
                   save_at=args.save_at or (), loss_tol=1e-14 if args.loss_tol is None else args.loss_tol,
                   relative=not args.absolute)
     except InputError as e:
-        raise InputError(_flagify(e)) from None
+        raise InputError(_flagify(e, type(algorithm), own_first=False)) from None
     status = str(res.status[0])
     if status == "diverged" and isinstance(integrator, Steps):
-        msg = _flagify(res.message[0]).replace("try eta <", "the stable range is 0 < `--eta` <")
+        msg = _flagify(res.message[0], type(algorithm), own_first=False).replace("try eta <", "the stable range is 0 < `--eta` <")
         raise InputError(f"the run diverged: {msg}")
     f = res.final
     out = {
@@ -345,7 +357,7 @@ def _simulate(args, cmd):
     if status not in ("converged", "max_time", "max_steps"):
         _warn(cmd, f"run ended with status {status}: {out['message']}")
     if args.json:
-        print(json.dumps(out))
+        _print_json(out)
         return 0
     beta = f.beta[0]
     top = np.argsort(-np.abs(beta))[:5]
@@ -362,6 +374,9 @@ def _simulate(args, cmd):
 
 
 def _solve(args, cmd):
+    """`dln solve`: exit 0 with an interpolator, 1 with `status` "no_interpolator" (`X beta = y` has no
+    solution; `beta` is then the least-squares solution of minimum norm for `--objective l2`, else
+    null) or "not_converged" (the dual Newton solve stopped before its tolerance)."""
     problem = _load(args, cmd)
     if problem.P != 1:
         raise InputError(f"`--data` must hold one problem (X of shape (n, d)); got {problem.P} stacked")
@@ -370,28 +385,52 @@ def _solve(args, cmd):
         if args.alpha is None:
             raise InputError("`--alpha` is required for --objective q (a number > 0 or a .npy file of d positive numbers)")
         alpha = _alpha(args.alpha, problem.d)
+        out["alpha"] = _clean(alpha[0]) if isinstance(alpha, np.ndarray) else float(alpha)
+    elif args.alpha is not None:
+        _warn(cmd, f"--alpha has no effect with --objective {args.objective}")
+    # whether X beta = y has a solution: the pseudo-inverse's residual is round-off (~ cond(X) eps |y|)
+    # when it does, and of the size of y's component outside the range of X when it does not
+    ls = min_l2(problem)[0]
+    ls_res = float(np.abs(problem.residual(ls[None])[0]).max())
+    ytol = 1e-8 * max(1.0, float(np.abs(problem.y).max()))
+    if ls_res > ytol:
+        status = "no_interpolator"
+        beta = ls if args.objective == "l2" else None
+        message = (f"X beta = y has no solution (n = {problem.n}, d = {problem.d}, rank {np.linalg.matrix_rank(problem.X[0])}): "
+                   f"the least-squares residual is max |X beta - y| = {ls_res:.3g}"
+                   + ("; beta is the least-squares solution of minimum norm" if beta is not None else ""))
+    elif args.objective == "q":
         sol = solve_dual(problem, alpha)
         beta = sol.beta[0]
-        out.update(alpha=_clean(alpha[0]) if isinstance(alpha, np.ndarray) else float(alpha),
-                   converged=bool(sol.converged[0]), iterations=int(sol.iterations[0]),
+        status = "interpolator" if sol.converged[0] else "not_converged"
+        out.update(converged=bool(sol.converged[0]), iterations=int(sol.iterations[0]),
                    Q_alpha=_scalar(Q_alpha(beta[None], alpha)[0]), nu=_clean(sol.nu[0]))
+        message = ("argmin Q_alpha s.t. X beta = y (dual Newton solve)" if sol.converged[0] else
+                   f"the dual Newton solve stopped after {int(sol.iterations[0])} iterations above its tolerance "
+                   "1e-12 max(1, max|y|): beta is its last iterate")
     else:
-        if args.alpha is not None:
-            _warn(cmd, f"--alpha has no effect with --objective {args.objective}")
-        beta = (min_l1 if args.objective == "l1" else min_l2)(problem)[0]
-    res = float(np.abs(problem.residual(beta[None])[0]).max())
-    out = {"beta": _clean(beta), "residual": res, **out,
-           "l1_norm": float(np.abs(beta).sum()), "l2_norm": float(np.sqrt(beta @ beta)),
-           "test_loss": None if problem.X_test is None else _scalar(problem.loss(beta[None], test=True)[0]),
+        beta = ls if args.objective == "l2" else min_l1(problem)[0]
+        status, message = "interpolator", f"minimum-{args.objective} interpolator"
+    res = None if beta is None else float(np.abs(problem.residual(beta[None])[0]).max())
+    out = {"status": status, "message": message, "beta": None if beta is None else _clean(beta),
+           "residual": ls_res if beta is None else _scalar(res), **out,
+           "l1_norm": None if beta is None else _scalar(np.abs(beta).sum()),
+           "l2_norm": None if beta is None else _scalar(np.sqrt(beta @ beta)),
+           "test_loss": None if problem.X_test is None or beta is None else _scalar(problem.loss(beta[None], test=True)[0]),
            "n": problem.n, "d": problem.d}
+    code = 0 if status == "interpolator" else 1
     if args.json:
-        print(json.dumps(out))
-        return 0
+        _print_json(out)
+        return code
+    if beta is None:
+        print(f"{args.objective}: no interpolator: {message}")
+        return code
     top = np.argsort(-np.abs(beta))[:5]
-    print(f"{args.objective} interpolator on n = {problem.n}, d = {problem.d}: max |X beta - y| = {res:.3e}, "
+    print(f"{args.objective} on n = {problem.n}, d = {problem.d}: {status}: max |X beta - y| = {res:.3e}, "
           f"||beta||_1 = {out['l1_norm']:.6g}, ||beta||_2 = {out['l2_norm']:.6g}")
     print("  largest |beta_i|: " + ", ".join(f"beta[{i}] = {beta[i]:.6g}" for i in top))
-    return 0
+    print(f"  {message}")
+    return code
 
 
 def main(args, cmd):

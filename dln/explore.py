@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._checks import InputError, finite_array
-from ._io import atomic_path
+from ._io import atomic_path, writable_file
 from .algorithms import BGR, FGR, GD, GR, SAM, USAM
 from .bias import min_l1, min_l2, solve_dual
 from .flow import Flow
@@ -711,6 +711,10 @@ def main(args, cmd="explore"):
         problem = load_problem(args.data)
     if args.curve_points < 0:
         raise InputError(f"`--curve-points` must be an integer >= 0; got {args.curve_points}")
+    if args.save:  # before any work
+        if not os.path.splitext(args.save)[1]:
+            raise InputError(f"`--save` needs a file extension such as .png; got {args.save!r}")
+        writable_file(args.save, "--save")
     kw = dict(alpha=args.alpha, algorithm=args.algorithm, gamma=args.gamma, eps=args.eps,
               seed=0 if args.seed is None else args.seed, max_steps=args.max_steps,
               sim_alphas=np.logspace(*LOG10_ALPHA_RANGE, args.curve_points),

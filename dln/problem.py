@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import InputError, finite_array, positive
+from ._checks import DATA_RANGE, InputError, data_scale, finite_array, fits_in_memory, positive
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,11 @@ class Problem:
             beta_star = vec(beta_star, "beta_star", d, "one entry per column of `X`")
         if not np.any(y):
             raise InputError("`y` must not be all zeros (the loss is already 0 at beta = 0)")
+        if not np.any(X):
+            raise InputError("`X` must not be all zeros (no beta changes the loss)")
+        for a, name in ((X, "X"), (y, "y"), (X_test, "X_test"), (y_test, "y_test"), (beta_star, "beta_star")):
+            if a is not None:
+                data_scale(a, name)
         return cls(X, y, X_test, y_test, beta_star)
 
 
@@ -168,10 +173,14 @@ def make_problem(n=40, d=200, s=5, noise=0.0, seed=0, n_test=1000):
             raise InputError(f"`{name}` must be an integer >= {lo}; got {v!r}")
     if s > d:
         raise InputError(f"`s` must satisfy 1 <= s <= d = {d}; got {s}")
-    positive(noise, "noise", allow_zero=True)
+    if np.any(positive(noise, "noise", allow_zero=True) > DATA_RANGE[1] / 1e5):
+        raise InputError(f"`noise` must satisfy 0 <= noise <= {DATA_RANGE[1] / 1e5:g} (the labels must stay "
+                         f"below {DATA_RANGE[1]:g}: the loss squares them); got {noise!r}")
     seeds = np.atleast_1d(np.asarray(seed))
     if seeds.ndim != 1 or not np.issubdtype(seeds.dtype, np.integer) or np.any(seeds < 0):
         raise InputError(f"`seed` must be a non-negative integer or a list of them; got {seed!r}")
+    # X and X_test in float64, and one temporary of their size (the draws, then the solvers' products)
+    fits_in_memory(2 * 8 * seeds.size * (n + n_test) * (d + 1), f"`n` x `d` = {n} x {d} (and `n_test` = {n_test})")
     parts = []
     for sd in seeds:
         rng = np.random.default_rng(int(sd))
@@ -200,6 +209,15 @@ def load_problem(path):
     if not zipfile.is_zipfile(p):  # else np.load takes any other bytes for a pickle
         raise InputError(f"`data` must be a readable .npz file (a zip of .npy arrays, as numpy.savez writes); "
                          f"{str(path)!r} is not one")
+    # refuse before loading: arrays that are not real numbers, or whose float64 copies would not fit
+    # (a small compressed file can expand to gigabytes)
+    entries = _npz_headers(p)
+    for key, (shape, dtype) in entries.items():
+        if dtype.kind not in "biuf":
+            raise InputError(f"`data` file {str(path)!r}: `{key}` must hold real numbers (bool, int or float); "
+                             f"got {dtype}" + (" (object arrays need pickle: refused, no pickle)" if dtype.kind == "O" else ""))
+    size = sum(int(np.prod(shape)) for shape, _ in entries.values())
+    fits_in_memory(2 * 8 * size, f"`data` file {str(path)!r} ({' '.join(f'{k} {s}' for k, (s, _) in entries.items())})")
     try:
         with np.load(p, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
@@ -215,3 +233,22 @@ def load_problem(path):
     if extra:
         raise InputError(f"`data` file {str(path)!r} has unknown key(s) {sorted(extra)}; allowed: {sorted(allowed)}")
     return Problem.from_arrays(**arrays)
+
+
+def _npz_headers(path):
+    """`{key: (shape, dtype)}` of each array in an `.npz` file, read from the `.npy` headers alone."""
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            for name in z.namelist():
+                with z.open(name) as f:
+                    version = np.lib.format.read_magic(f)
+                    read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+                    if version not in read:
+                        raise ValueError(f"unsupported .npy format version {version}")
+                    shape, _, dtype = read[version](f)
+                out[name.removesuffix(".npy")] = (shape, dtype)
+    except Exception as e:  # noqa: BLE001 - any unreadable member
+        raise InputError(f"`data` must be a readable .npz file (a zip of .npy arrays, as numpy.savez writes); "
+                         f"{str(path)!r}: {e}") from None
+    return out

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from dln import InputError
+from dln._io import writable_dir
 
 from . import _common as C
 
@@ -72,6 +73,9 @@ def main(args, cmd=None):
             doc = (importlib.import_module(f"figures.{n}").__doc__ or "").strip().splitlines()
             print(f"{n}: {doc[0] if doc else ''}")
         return 0
+    writable_dir(args.out, "--out")  # before any work: a figure takes seconds to minutes
+    if args.thumbnails:
+        writable_dir(args.thumbnails, "--thumbnails")
     import matplotlib
     matplotlib.use("Agg")
     from tqdm.auto import tqdm
