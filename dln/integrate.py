@@ -97,8 +97,10 @@ class Steps(Declared):
 
     def start(self, objective, algorithm, at, state):
         B = at.theta.shape[0]
+        # the per-run parts of every `Move` are the same each step: made once, sliced with the carry
         return {"at": at, "state": state, "t": np.zeros(B), "steps": np.zeros(B, np.int64),
-                "eta": self.per_run("eta", B).copy()}
+                "eta": self.per_run("eta", B).astype(float), "evals": _alg.evals_per_run(algorithm, B).copy(),
+                "accepted": np.ones(B, bool), "failed": np.full(B, "", dtype="U1")}
 
     def start_evals(self, algorithm, B):
         """Gradient evaluations counted before the first step: the loss of the state the run ends in."""
@@ -118,17 +120,12 @@ class Steps(Declared):
         return carry["eta"] * (carry["steps"] + 1) > max_time * (1 + 1e-12)
 
     def advance(self, objective, algorithm, carry, k):
-        at = carry["at"]
-        D, state = algorithm.update(at, carry["state"], k)
-        D *= carry["eta"][:, None, None]  # D is the update's own array
-        theta = at.theta - D
+        D, state = algorithm.update(carry["at"], carry["state"], k)
+        at = objective.descend(carry["at"].theta, D, carry["eta"])  # theta - eta D and its beta: one pass
         steps = carry["steps"] + 1
-        new = {"at": objective.at(theta), "state": state, "t": carry["eta"] * steps, "steps": steps,
-               "eta": carry["eta"]}
-        B = theta.shape[0]
-        empty = np.full(B, "", dtype=object)
-        return new, Move(np.broadcast_to(np.asarray(algorithm.grad_evals(), np.int64), (B,)),
-                         np.ones(B, bool), lambda rows, t: theta[rows], empty, empty)
+        new = dict(carry, at=at, state=state, t=carry["eta"] * steps, steps=steps)
+        return new, Move(carry["evals"], carry["accepted"], lambda rows, t: at.theta[rows], carry["failed"],
+                         carry["failed"])
 
 
 @dataclass(frozen=True, eq=False)
@@ -399,6 +396,14 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
     deadline = np.inf if max_wall is None else time.monotonic() + max_wall
     bar = _progress(B, progress)
     rec.grad_evals[:] = stepper.start_evals(algorithm, B)
+    # a live run can stop by its loss only outside (lo, hi] (lo: the larger stop level, with a margin
+    # over the round-off of `L - floor`; hi: the blow-up level, finite so that L = inf is outside):
+    # while every loss is inside, no cap applies and no collapse test is due, a step skips the
+    # stop rules (a few operations on (B,) arrays instead of some forty)
+    level = np.maximum(tol, np.where(no_interp, floor + floor_tol, -np.inf)) * (1 + 1e-12)
+    band = np.stack([level, np.minimum(BLOWUP * L0, np.finfo(float).max)])
+    live_band = band
+    timed = np.isfinite(max_time)
     k = 0
     try:
         while idx.size:
@@ -407,50 +412,57 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
                 # the loss is finite exactly when beta is, and a non-finite theta shows in beta: one
                 # check over (B,) instead of a pass over theta
                 L = at.loss
-                blow = ~np.isfinite(L) | (L > BLOWUP * L0[idx])
-                conv = ~blow & (L <= tol[idx])
-                settled = ~blow & ~conv & no_interp[idx] & (L - floor[idx] <= floor_tol[idx])
-                # the collapse test is a few passes over theta: every step of a flow (whose steps cost
-                # far more), every 32nd of discrete steps
-                collapsed = ~blow & ~conv & ~settled
-                if stepper.check_every == 1 or k % stepper.check_every == 0:
-                    collapsed &= _collapsed(model, at.theta, scale0[idx], L, L0[idx])
-                else:
-                    collapsed[:] = False
-            live = ~(blow | conv | settled | collapsed)
-            scap = live & (steps >= max_steps)
-            tcap = live & ~scap & ((t >= max_time) | stepper.next_passes(carry, max_time))
-            wcap = live & ~scap & ~tcap & (time.monotonic() > deadline)
-            stop = ~live | scap | tcap | wcap
-            if stop.any():
-                rows = [(conv, "converged", True, lambda i: f"loss {L[i]:.3g} below tolerance at t = {t[i]:.6g} "
-                                                            f"after {steps[i]} steps"),
-                        (settled, "no_interpolator", True,
-                         lambda i: f"the data have no interpolator: the loss settled at the least-squares floor "
-                                   f"{floor[idx[i]]:.6g} (excess {L[i] - floor[idx[i]]:.3g}) at t = {t[i]:.6g}"),
-                        (scap, "max_steps", True, lambda i: f"reached max_steps = {max_steps} at t = {t[i]:.6g} with "
-                                                             f"loss {L[i]:.3g}; raise `max_steps` or `loss_tol`"),
-                        (tcap, "max_time", True, lambda i: f"reached max_time = {max_time:.6g} at t = {t[i]:.6g} "
-                                                            f"(step {steps[i]}) with loss {L[i]:.3g}"),
-                        (wcap, "max_wall", True, lambda i: f"reached max_wall = {max_wall:.3g} s at t = {t[i]:.6g} "
-                                                            f"(step {steps[i]}) with loss {L[i]:.3g}"),
-                        (collapsed, "collapsed", False,
-                         lambda i: f"{name}: u, v driven to 0 at step {steps[i]} (t = {t[i]:.6g}) without fitting "
-                                   f"the data (loss {L[i]:.3g}, initial {L0[idx[i]]:.3g}; a coordinate's scale fell "
-                                   f"{1 / COLLAPSE:.0e}-fold): an ascent step (rho, eps) too large for alpha?"),
-                        (blow, "diverged", False, lambda i: _diverged_message(name, L[i], t[i], steps[i]))]
-                _close(rec, obj, idx, at.theta, t, steps, rows)
-                if blow.any():
-                    rows_b = idx[blow]
-                    for r, h in zip(rows_b, stepper.hint(objective, algorithm, theta0, rows_b, B)):
-                        rec.message[r] += h
-                keep = ~stop
-                bar.update(int(stop.sum()))
-                idx = idx[keep]
-                if not idx.size:
-                    break
-                carry = tree_take(carry, keep.nonzero()[0])
-                obj, alg = objective.take(idx), algorithm.take(idx, B)
+                # accepted steps grow by at most one per attempt, so `steps <= k` and no run is at
+                # `max_steps` before attempt `k = max_steps`
+                quiet = (k % stepper.check_every and k < max_steps and not timed and time.monotonic() <= deadline
+                         and ((L > live_band[0]) & (L <= live_band[1])).all())
+            if not quiet:
+                with np.errstate(all="ignore"):
+                    blow = ~np.isfinite(L) | (L > BLOWUP * L0[idx])
+                    conv = ~blow & (L <= tol[idx])
+                    settled = ~blow & ~conv & no_interp[idx] & (L - floor[idx] <= floor_tol[idx])
+                    # the collapse test is a few passes over theta: every step of a flow (whose steps cost
+                    # far more), every 32nd of discrete steps
+                    collapsed = ~blow & ~conv & ~settled
+                    if stepper.check_every == 1 or k % stepper.check_every == 0:
+                        collapsed &= _collapsed(model, at.theta, scale0[idx], L, L0[idx])
+                    else:
+                        collapsed[:] = False
+                live = ~(blow | conv | settled | collapsed)
+                scap = live & (steps >= max_steps)
+                tcap = live & ~scap & ((t >= max_time) | stepper.next_passes(carry, max_time))
+                wcap = live & ~scap & ~tcap & (time.monotonic() > deadline)
+                stop = ~live | scap | tcap | wcap
+                if stop.any():
+                    rows = [(conv, "converged", True, lambda i: f"loss {L[i]:.3g} below tolerance at t = {t[i]:.6g} "
+                                                                f"after {steps[i]} steps"),
+                            (settled, "no_interpolator", True,
+                             lambda i: f"the data have no interpolator: the loss settled at the least-squares floor "
+                                       f"{floor[idx[i]]:.6g} (excess {L[i] - floor[idx[i]]:.3g}) at t = {t[i]:.6g}"),
+                            (scap, "max_steps", True, lambda i: f"reached max_steps = {max_steps} at t = {t[i]:.6g} with "
+                                                                 f"loss {L[i]:.3g}; raise `max_steps` or `loss_tol`"),
+                            (tcap, "max_time", True, lambda i: f"reached max_time = {max_time:.6g} at t = {t[i]:.6g} "
+                                                                f"(step {steps[i]}) with loss {L[i]:.3g}"),
+                            (wcap, "max_wall", True, lambda i: f"reached max_wall = {max_wall:.3g} s at t = {t[i]:.6g} "
+                                                                f"(step {steps[i]}) with loss {L[i]:.3g}"),
+                            (collapsed, "collapsed", False,
+                             lambda i: f"{name}: u, v driven to 0 at step {steps[i]} (t = {t[i]:.6g}) without fitting "
+                                       f"the data (loss {L[i]:.3g}, initial {L0[idx[i]]:.3g}; a coordinate's scale fell "
+                                       f"{1 / COLLAPSE:.0e}-fold): an ascent step (rho, eps) too large for alpha?"),
+                            (blow, "diverged", False, lambda i: _diverged_message(name, L[i], t[i], steps[i]))]
+                    _close(rec, obj, idx, at.theta, t, steps, rows)
+                    if blow.any():
+                        rows_b = idx[blow]
+                        for r, h in zip(rows_b, stepper.hint(objective, algorithm, theta0, rows_b, B)):
+                            rec.message[r] += h
+                    keep = ~stop
+                    bar.update(int(stop.sum()))
+                    idx = idx[keep]
+                    if not idx.size:
+                        break
+                    carry = tree_take(carry, keep.nonzero()[0])
+                    obj, alg = objective.take(idx), algorithm.take(idx, B)
+                    live_band = band[:, idx]
             with np.errstate(all="ignore"):
                 carry, move = stepper.advance(obj, alg, carry, k)
             k += 1
@@ -474,6 +486,7 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
                 if idx.size:
                     carry = tree_take(carry, keep.nonzero()[0])
                     obj, alg = objective.take(idx), algorithm.take(idx, B)
+                    live_band = band[:, idx]
             if bar.total and k % 50 == 0:
                 _postfix(bar, idx, carry)
     finally:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _kernels
 from ._checks import InputError, positive
 
 
@@ -37,10 +38,17 @@ class Depth:
             raise InputError(f"`depth` must be an integer >= 2; got {self.depth!r}")
 
     def beta(self, theta):
-        """`beta = u**D - v**D`, shape (B, d)."""
-        beta = theta[:, 0] ** self.depth
-        beta -= theta[:, 1] ** self.depth  # in place: one temporary fewer per step
-        return beta
+        """`beta = u**D - v**D`, shape (B, d) (one fused pass over theta)."""
+        return _kernels.depth_beta(theta, self.depth)
+
+    def vjp(self, theta, g):
+        """`J^T g = (D u**(D-1) g, -D v**(D-1) g)`, shape (B, 2, d), for `g` of shape (B, d)."""
+        return _kernels.depth_vjp(theta, g, self.depth)
+
+    def descend(self, theta, D, eta):
+        """`theta' = theta - eta D` for `eta` of shape (B,), and `beta(theta')`, in one pass.
+        Returns shapes (B, 2, d) and (B, d)."""
+        return _kernels.depth_descend(theta, D, eta, self.depth)
 
     def jac(self, theta):
         """Diagonal Jacobian `(d beta/du, d beta/dv) = (D u**(D-1), -D v**(D-1))`, shape (B, 2, d)."""
@@ -103,6 +111,15 @@ class Product:
     def jac(self, theta):
         """`(d beta/du, d beta/dv) = (v, u)`."""
         return theta[:, ::-1]
+
+    def vjp(self, theta, g):
+        """`J^T g = (v g, u g)`, shape (B, 2, d)."""
+        return theta[:, ::-1] * g[:, None, :]
+
+    def descend(self, theta, D, eta):
+        """`theta' = theta - eta D` for `eta` of shape (B,), and `beta(theta')`."""
+        theta = theta - eta[:, None, None] * D
+        return theta, self.beta(theta)
 
     def curvature(self, theta, g, w):
         """`sum_i g_i (d^2 beta_i/d theta^2) w = g * (w_v, w_u)`."""

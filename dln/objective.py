@@ -6,11 +6,11 @@ point's loss to decide when to stop, and hands the same point to the
 algorithm's `update`, so the residual is formed once per state.
 """
 from dataclasses import dataclass
-from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
 
+from . import _kernels
 from .problem import Problem
 
 
@@ -30,6 +30,20 @@ class Gradient(NamedTuple):
     beta: np.ndarray
 
 
+class _cached:
+    """`functools.cached_property` without its lock (Python 3.11 takes one on every first access,
+    and a `Point` is made every step): computed once, then read from the instance dict."""
+
+    def __init__(self, f):
+        self.f, self.name, self.__doc__ = f, f.__name__, f.__doc__
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        v = obj.__dict__[self.name] = self.f(obj)
+        return v
+
+
 class Point:
     """A batch of states `theta` (B, 2, d) of `objective`, with lazily computed, cached parts.
 
@@ -46,24 +60,27 @@ class Point:
         self.objective = objective
         self.theta = theta
 
-    @cached_property
+    @_cached
     def beta(self):
         return self.objective.model.beta(self.theta)
 
-    @cached_property
+    @_cached
     def residual(self):
-        return self.objective.problem.residual(self.beta)
+        p = self.objective.problem
+        r = p.apply(self.beta)
+        self.__dict__["loss"] = _kernels.residual_loss(r, p.y)  # r - y and the loss in one pass
+        return r
 
-    @cached_property
+    @_cached
     def loss(self):
-        r = self.residual
-        return 0.5 * np.einsum("bn,bn->b", r, r) / r.shape[-1]
+        self.residual
+        return self.__dict__["loss"]
 
-    @cached_property
+    @_cached
     def g(self):
         return self.objective.problem.XT(self.residual)
 
-    @cached_property
+    @_cached
     def grad(self):
         return self.objective.vjp(self.theta, self.g)
 
@@ -97,9 +114,14 @@ class Objective:
 
     def vjp(self, theta, g):
         """`J^T g`, shape (B, 2, d), for `g` of shape (B, d) (`J = d beta / d theta`)."""
-        J = self.model.jac(theta)
-        # scale in place where `jac` made a new array (not a view of theta, as Product's is)
-        return np.multiply(J, g[:, None, :], out=None if np.may_share_memory(J, theta) else J)
+        return self.model.vjp(theta, g)
+
+    def descend(self, theta, D, eta):
+        """The `Point` at `theta - eta D` (`eta` of shape (B,)), its `beta` formed in the same pass."""
+        theta, beta = self.model.descend(theta, D, eta)
+        p = Point(self, theta)
+        p.__dict__["beta"] = beta
+        return p
 
     def grad(self, theta):
         """`Gradient(L, J^T g, g)` at `theta` of shape (B, 2, d)."""
