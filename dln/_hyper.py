@@ -195,6 +195,16 @@ class Declared:
         """`name -> value` of every declared hyperparameter (nested algorithms included as objects)."""
         return dict(self._values)
 
+    def items(self):
+        """`(Hyper, value)` of every hyperparameter, a nested algorithm followed by its own, depth first."""
+        out = []
+        for h in self.hyper:
+            v = self._values[h.name]
+            out.append((h, v))
+            if h.kind == "algorithm":
+                out += v.items()
+        return out
+
     def batch_sizes(self):
         """`name -> number of values` of the per-run hyperparameters given as arrays (nested included)."""
         out = {}

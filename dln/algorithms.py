@@ -239,14 +239,14 @@ def evals_per_run(algorithm, B):
 
 
 def hyperparameters(algorithm):
-    """The algorithm's hyperparameters as JSON-ready values, `name -> float | int | bool | list`
-    (a nested algorithm as `{"algorithm": name, **its hyperparameters}`)."""
+    """The algorithm's hyperparameters as JSON-ready values, `name -> float | int | bool | list`, under
+    their own names (a SAM run reports `rho`); a wrapper's and its base's side by side, as the CLI flags
+    give them (`{"rho": 0.05, "m": 1, "momentum": 0.9, "nesterov": False}`)."""
     out = {}
-    for h in algorithm.hyper:
-        v = getattr(algorithm, h.name)
+    for h, v in algorithm.items():
         if h.kind == "algorithm":
-            out[h.name] = {"algorithm": v.name, **hyperparameters(v)}
-        elif isinstance(v, np.ndarray):
+            continue
+        if isinstance(v, np.ndarray):
             out[h.name] = v.tolist()
         else:
             out[h.name] = v

@@ -568,9 +568,9 @@ def run(problem, algorithm=None, integrator=None, *, model=None, alpha=1.0, thet
     if isinstance(integrator, Flow) and not algorithm.flow:
         raise InputError(f"`algorithm` {type(algorithm).__name__} is defined for discrete steps only; use `Steps(eta)`")
     d = problem.d
-    for h in algorithm.hyper:
-        if h.divides == "n" and np.any(problem.n % np.asarray(getattr(algorithm, h.name)) != 0):
-            raise InputError(f"`{h.name}` must divide n = {problem.n}; got {getattr(algorithm, h.name)}")
+    for h, v in algorithm.items():
+        if h.divides == "n" and np.any(problem.n % np.asarray(v) != 0):
+            raise InputError(f"`{h.name}` must divide n = {problem.n}; got {v}")
     sizes = {"problem": problem.P}
     if theta0 is None:
         a = alpha_batch(alpha, d)
