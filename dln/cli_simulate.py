@@ -30,13 +30,16 @@ from .flow import Flow
 from .integrate import Steps, run
 from .models import Depth, Product
 from .problem import load_problem, make_problem
+from .stochastic import WRAPPERS
 
-def _declared():
-    """Every algorithm hyperparameter, `name -> [(algorithm name, Hyper), ...]`, from the declarations."""
+def _declared(bools=False):
+    """Every numeric hyperparameter of the registered algorithms and of the wrappers (`dln.stochastic.WRAPPERS`,
+    applied when one of their flags is given), `name -> [(algorithm name, Hyper), ...]`, from the declarations;
+    with `bools`, the wrappers' True/False switches (`--nesterov`) instead."""
     out = {}
-    for alg, cls in _alg.ALGORITHMS.items():
+    for alg, cls in [*_alg.ALGORITHMS.items(), *((w.__name__, w) for w in WRAPPERS)]:
         for h in cls.hyper:
-            if h.kind not in ("algorithm", "bool"):
+            if (h.kind == "bool" and bools and cls in WRAPPERS) or (h.kind not in ("algorithm", "bool") and not bools):
                 out.setdefault(h.name, []).append((alg, h))
     return out
 
@@ -141,6 +144,11 @@ def add_arguments(parser, cmd):
         a.add_argument(decl[0][1].cli, dest=f"hyper_{name}", metavar=name.upper(),
                        type=_number(int if decl[0][1].kind == "int" else float, allow_inf=True, note=f" ({where})"),
                        help=f"{decl[0][1].help} ({where})")
+    for name, decl in _declared(bools=True).items():
+        a.add_argument(decl[0][1].cli, dest=f"hyper_{name}", action="store_const", const=True,
+                       help=f"{decl[0][1].help} ({', '.join(alg for alg, _ in decl)})")
+    a.add_argument("--sample-seed", dest="sample_seed", type=_number(int, 0), default=0,
+                   help="seed >= 0 of the run's random stream (mini-batches, label noise; default 0)")
     i = parser.add_argument_group("integrator")
     mode = i.add_mutually_exclusive_group()
     mode.add_argument("--flow", dest="steps", action="store_false", help="continuous-time flow (default)")
@@ -217,21 +225,24 @@ def _algorithm(args, cmd):
     its declarations); flags it does not declare draw a warning."""
     cls = _alg.ALGORITHMS[args.algorithm]
     takes = {h.name: h for h in cls.hyper}
-    kw, unused = {}, []
-    for name, decl in _declared().items():
-        value = getattr(args, f"hyper_{name}")
-        if value is None:
-            continue
-        if name in takes:
-            kw[name] = value
-        else:
-            unused.append(decl[0][1].cli)
+    given = {name: getattr(args, f"hyper_{name}") for name in {**_declared(), **_declared(bools=True)}}
+    given = {name: v for name, v in given.items() if v is not None}
+    kw = {name: v for name, v in given.items() if name in takes}
+    # a wrapper applies when one of its own flags is given that the algorithm does not take itself
+    wraps = [(w, {h.name: given[h.name] for h in w.hyper if h.name in given and h.name not in takes}) for w in WRAPPERS]
+    wraps = [(w, wkw) for w, wkw in wraps if wkw]
+    used = set(kw).union(*(wkw for _, wkw in wraps))
+    unused = [h.cli for name, decl in {**_declared(), **_declared(bools=True)}.items() if name in given and
+              name not in used for _, h in decl[:1]]
     if unused:
         flags = ", ".join(h.cli for h in cls.hyper if h.kind not in ("algorithm", "bool")) or "no hyperparameter"
         _warn(cmd, f"{', '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect on "
                    f"--algorithm {args.algorithm} (it takes {flags})")
     try:
-        return cls(**kw)
+        algorithm = cls(**kw)
+        for w, wkw in wraps:
+            algorithm = w(algorithm, **wkw)
+        return algorithm
     except InputError as e:
         raise InputError(f"{_flagify(e, cls)} (--algorithm {args.algorithm})") from None
 
@@ -319,7 +330,7 @@ def _simulate(args, cmd):
     try:
         res = run(problem, algorithm, integrator, model=model, alpha=alpha, theta0=theta0,
                   save_at=args.save_at or (), loss_tol=1e-14 if args.loss_tol is None else args.loss_tol,
-                  relative=not args.absolute)
+                  relative=not args.absolute, sample_seed=args.sample_seed)
     except InputError as e:
         raise InputError(_flagify(e, type(algorithm), own_first=False)) from None
     status = str(res.status[0])
@@ -347,7 +358,7 @@ def _simulate(args, cmd):
         "alpha": _clean(alpha[0]) if isinstance(alpha, np.ndarray) else float(alpha),
         "loss_tol": 1e-14 if args.loss_tol is None else args.loss_tol,
         "relative_loss_tol": not args.absolute,
-        "n": problem.n, "d": d,
+        "n": problem.n, "d": d, "sample_seed": args.sample_seed,
     }
     if args.save_at:
         s = res.saved

@@ -304,3 +304,34 @@ def test_every_registered_algorithm_runs_in_steps_and_as_a_flow_where_declared(s
         assert fl.status[0] == "max_time"
     mom = dln.run(small, dln.Momentum(alg, 0.5), dln.Steps(0.01, 20), alpha=0.5, loss_tol=0)
     assert np.all(np.isfinite(mom.theta))
+
+
+# ---- the CLI ------------------------------------------------------------------------------------
+
+def test_cli_per_example_usam_on_the_product_model(cli):
+    import json
+    base = ["simulate", "--algorithm", "usam", "--m", "1", "--rho", "0.05", "--param", "product", "--u0", "0.5",
+            "--v0", "0", "--steps", "--max-steps", "200", "--loss-tol", "0", "--json"]
+    code, out, err = cli(*base, "--eta", "0.05")
+    assert code == 0, err
+    o = json.loads(out)
+    assert o["status"] == "max_steps" and o["steps"] == 200 and o["hyperparameters"] == {"rho": 0.05, "m": 1}
+    code, out, err = cli(*base, "--eta", "5")
+    assert code == 2 and "diverged" in err and "`--eta`" in err and err.count("\n") == 1
+
+
+def test_cli_wrappers_follow_their_flags(cli):
+    import json
+    code, out, err = cli("simulate", "--algorithm", "sam", "--rho", "0.05", "--m", "5", "--momentum", "0.9",
+                         "--nesterov", "--steps", "--eta", "0.01", "--max-steps", "20", "--json")
+    assert code == 0, err
+    assert json.loads(out)["hyperparameters"] == {"rho": 0.05, "m": 5, "momentum": 0.9, "nesterov": True}
+    code, out, err = cli("simulate", "--algorithm", "gd", "--batch-size", "4", "--sample-seed", "7", "--steps",
+                         "--eta", "0.01", "--max-steps", "20", "--json")
+    o = json.loads(out)
+    assert code == 0 and o["hyperparameters"] == {"batch_size": 4} and o["sample_seed"] == 7
+    for argv, flag in ((["--algorithm", "sgd", "--batch-size", "3"], "`--batch-size`"),
+                       (["--algorithm", "gd", "--nesterov"], "`--momentum`"),
+                       (["--algorithm", "gd", "--m", "2"], "MSharpness")):
+        code, out, err = cli("simulate", *argv, "--steps", "--max-steps", "5")
+        assert code == 2 and flag in err and err.count("\n") == 1, err
