@@ -411,7 +411,10 @@ def _solve(args, cmd):
                    f"the least-squares residual is max |X beta - y| = {ls_res:.3g}"
                    + ("; beta is the least-squares solution of minimum norm" if beta is not None else ""))
     elif args.objective == "q":
-        sol = solve_dual(problem, alpha)
+        try:
+            sol = solve_dual(problem, alpha)
+        except InputError as e:
+            raise InputError(_flagify(e)) from None
         beta = sol.beta[0]
         status = "interpolator" if sol.converged[0] else "not_converged"
         out.update(converged=bool(sol.converged[0]), iterations=int(sol.iterations[0]),

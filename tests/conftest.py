@@ -10,7 +10,7 @@ import pytest
 
 import dln
 
-#: run the `slow` checks at full size
+#: run the `slow` checks at full size; the one reader of DLN_FULL (tests import it from here)
 FULL = os.environ.get("DLN_FULL", "") not in ("", "0")
 
 
@@ -44,12 +44,6 @@ def check_fd(F, exact, theta, w):
     err = fd_errors(F, exact, theta, w, [h0])[0]
     assert err <= tol, f"FD error {err:.3g} above the error model {tol:.3g}"
     return err / max(np.abs(exact).max(), 1e-300)
-
-
-@pytest.fixture(scope="session")
-def full():
-    """True when the slow checks should run at full size (`DLN_FULL=1`)."""
-    return FULL
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@
 Heavier checks are marked slow and run reduced unless DLN_FULL=1.
 """
 import json
-import os
 
 import numpy as np
 import pytest
@@ -12,8 +11,8 @@ import sympy as sp
 
 from analysis import derive as dv
 from analysis import validate as va
+from conftest import FULL
 
-FULL = os.environ.get("DLN_FULL") == "1"
 # the symbolic network: n = 1, d = 2 keeps the whole set under a few seconds; DLN_FULL uses n = 2, d = 3
 NET = (2, 3) if FULL else (1, 2)
 
@@ -102,7 +101,7 @@ def test_cli_writes_reports(tmp_path, capsys):
     assert md.read_text().startswith("# dln validate")
     out = capsys.readouterr().out
     assert "verdict" in out and "flooding" in out
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.json", "v.md"], "a temporary file was left behind"
 
 
 @pytest.mark.parametrize("argv", [["--alpha-min", "0"], ["--alpha-min", "10", "--alpha-max", "1"],

@@ -161,6 +161,27 @@ def test_solve(cli, npz, objective):
     assert (err == "") == (objective == "q")
 
 
+@pytest.mark.parametrize("objective", ["q", "l1", "l2"])
+def test_solve_says_when_no_interpolator_exists(cli, npz, objective):
+    """n = 12 > d = 4 with generic labels: X beta = y has no solution. Exit 1, `status` says so in
+    JSON and in text; for l2 `beta` is the least-squares solution of minimum norm, whose residual is
+    orthogonal to the columns of X (the normal equations, to round-off of the 12 x 4 products)."""
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((12, 4)), rng.standard_normal(12)
+    path = npz(X=X, y=y)
+    code, out, err = cli("solve", "--data", path, "--alpha", 0.1, "--objective", objective, "--json")
+    o = _strict(out)
+    assert code == 1 and o["status"] == "no_interpolator" and "no solution" in o["message"]
+    if objective == "l2":
+        r = X @ np.array(o["beta"]) - y
+        assert np.abs(X.T @ r).max() <= 100 * np.finfo(float).eps * np.abs(X).max() * np.abs(y).sum()
+        assert o["residual"] == pytest.approx(np.abs(r).max(), rel=1e-12)
+    else:
+        assert o["beta"] is None
+    code, out, _ = cli("solve", "--data", path, "--alpha", 0.1, "--objective", objective)
+    assert code == 1 and "no solution" in out
+
+
 def test_solve_generated_problem_summary(cli):
     code, out, err = cli("solve", *TINY, "--alpha", 1.0)
     assert code == 0 and "max |X beta - y|" in out

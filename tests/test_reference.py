@@ -20,7 +20,6 @@
    `alpha_eff(inf) = sqrt(u v)` must agree to 1e-6 relative (issue 2).
 """
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -31,10 +30,10 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import dln
+from conftest import FULL
 
 HERE = Path(__file__).parent / "reference"
 PUBLISHED = json.loads((HERE / "understanding_sam_printed.json").read_text())
-FULL = os.environ.get("DLN_FULL") == "1"
 
 
 def rel(a, b):
