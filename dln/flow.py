@@ -33,6 +33,8 @@ from .models import Depth
 
 #: consecutive rejected steps after which a run is stalled (the step shrank by >= 5^40)
 MAX_REJECTS = 40
+#: accepted steps in a row that leave theta unchanged in floating point after which a run is stalled
+MAX_FROZEN = 100
 
 
 class Flow(Declared):
@@ -77,10 +79,14 @@ class Flow(Declared):
         B = at.theta.shape[0]
         y = cs.y0(at.theta)
         F = cs.rate(at.theta, algorithm.update(at, state, 0)[0])
-        h = 1e-3 / np.maximum(cs.speed(F, y), 1e-300)
+        # the first step moves the logarithmic coordinates by 1e-3, and beta by at most 1e-3 of its
+        # error scale over rtol (beta starts at 0 for u = v, where the first would be far too long at large alpha)
+        bscale = self.atol + self.rtol * np.abs(at.beta).max(axis=1)
+        speed = np.maximum(cs.speed(F, y), np.abs(cs.dbeta(at.theta, F)).max(axis=1) * self.rtol / bscale)
+        h = 1e-3 / np.maximum(speed, 1e-300)
         h = np.where(np.isfinite(h), np.minimum(h, self.max_time), self.max_time)
         return {"at": at, "state": state, "t": np.zeros(B), "steps": np.zeros(B, np.int64), "y": y, "F": F,
-                "h": h, "cs": cs, "rejects": np.zeros(B, np.int64)}
+                "h": h, "cs": cs, "rejects": np.zeros(B, np.int64), "frozen": np.zeros(B, np.int64)}
 
     def advance(self, objective, algorithm, carry, k):
         """One attempted Rosenbrock step per live run, accepted where its local error is within tolerance."""
@@ -106,7 +112,8 @@ class Flow(Declared):
         bscale = self.atol + self.rtol * np.maximum(np.abs(at.beta).max(axis=1), np.abs(at_new.beta).max(axis=1))
         err = np.maximum(np.abs(cs.dbeta(th_new, dy)).max(axis=1) / bscale, cs.own_error(dy, y, y_new, self))
         err = np.where(np.isfinite(err) & np.isfinite(at_new.loss), err, np.inf)
-        ok = err <= 1
+        speed = np.abs(F0).max(axis=1)
+        ok = (err <= 1) & (speed > 0)
         t_new = t + h
         y_prev, F_prev, t_prev, h_prev = y, F0, t, h
 
@@ -126,9 +133,11 @@ class Flow(Declared):
         h = h * np.where(ok, fac, np.minimum(fac, 0.5))
         h = np.minimum(h, self.max_time - t)
         rejects = np.where(ok, 0, carry["rejects"] + 1)
+        moved = np.any(th_new != th, axis=(1, 2))
+        frozen = np.where(ok & ~moved, carry["frozen"] + 1, np.where(ok, 0, carry["frozen"]))
         new = {"at": at_new.where(ok, at), "state": state, "t": t, "steps": carry["steps"] + ok,
-               "y": y, "F": np.where(okb, F_new, F0), "h": h, "cs": cs, "rejects": rejects}
-        failed, why = _failures(type(algorithm).__name__, cs, new, ok)
+               "y": y, "F": np.where(okb, F_new, F0), "h": h, "cs": cs, "rejects": rejects, "frozen": frozen}
+        failed, why = _failures(type(algorithm).__name__, cs, new, ok, speed)
         per = np.broadcast_to(np.asarray(algorithm.grad_evals(), np.int64), (B,))
         return new, Move(tab.evals * per, ok, dense, failed, why)
 
@@ -138,14 +147,30 @@ def _direction(objective, algorithm, theta, state):
     return theta, algorithm.update(objective.at(theta), state, 0)[0]
 
 
-def _failures(name, cs, carry, ok):
-    """Statuses and messages of runs the stepper cannot continue: collapse of `alpha_eff`, a step
-    fallen to round-off or NaN, or `MAX_REJECTS` rejections in a row (an overflowing state)."""
+def _failures(name, cs, carry, ok, speed):
+    """Statuses and messages of runs the stepper cannot continue: a direction that is not finite
+    (`speed = max|y'|` at the step's start is NaN or inf) or zero (a stationary point above the loss
+    tolerance: the flow stays there), a state frozen in floating point for `MAX_FROZEN` accepted
+    steps, collapse of `alpha_eff`, a step fallen to round-off or NaN, or `MAX_REJECTS` rejections
+    in a row (an overflowing state)."""
     t, h, L = carry["t"], carry["h"], carry["at"].loss
     B = t.shape[0]
     failed = np.full(B, "", dtype=object)
     why = np.full(B, "", dtype=object)
-    stuck = ~ok & ((t + h == t) | ~np.isfinite(h) | (carry["rejects"] >= MAX_REJECTS))
+    for i in np.flatnonzero(~np.isfinite(speed)):
+        failed[i] = "diverged"
+        why[i] = (f"{name}: the direction is not finite at t = {t[i]:.6g} (loss {L[i]:.3g}): the state or a "
+                  "point the algorithm evaluates (theta + eps p) overflows; lower alpha, eps or rho")
+    for i in np.flatnonzero(speed == 0):
+        failed[i] = "stalled"
+        why[i] = (f"{name}: the flow is at rest at t = {t[i]:.6g} (the direction is 0, loss {L[i]:.3g}): a "
+                  "stationary point that does not fit the data, e.g. u = v = 0; change the initialization")
+    for i in np.flatnonzero(carry["frozen"] >= MAX_FROZEN):
+        failed[i] = "stalled"
+        why[i] = (f"{name}: the state stopped changing in floating point at t = {t[i]:.6g} (loss {L[i]:.3g}; "
+                  f"{MAX_FROZEN} accepted steps left theta unchanged): its changes are below the round-off of "
+                  "u and v, as for alpha far above 1e3 in the lazy regime; use a smaller alpha")
+    stuck = ~ok & ((t + h == t) | ~np.isfinite(h) | (carry["rejects"] >= MAX_REJECTS)) & (failed == "")
     m = cs.log_alpha(carry["y"])
     if m is not None:
         drop = np.min(m - cs.m0, axis=1)
@@ -367,10 +392,14 @@ class _Dual(_Coordinates):
         return out
 
     def own_error(self, dy, y_old, y_new, flow):
-        """Error in `log alpha_eff` against `rtol`."""
-        if not self.drift:
-            return 0.0
-        return np.abs(dy[:, self.problem.n:]).max(axis=1) / flow.rtol
+        """Error in `log theta` against `rtol`: in `z = log(u/v)` (`X^T dnu`) and `m = log alpha_eff`.
+        (Without the `z` part, errors in the exponents of still-small coordinates, invisible in `beta`,
+        would shift the times at which they grow.)"""
+        nu, m = self._split(dy)
+        e = np.abs(self._XT(nu)).max(axis=1)
+        if self.drift:
+            e = np.maximum(e, np.abs(m).max(axis=1))
+        return e / flow.rtol
 
 
 class _Mirror(_Coordinates):

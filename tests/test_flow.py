@@ -1,0 +1,144 @@
+"""The stiff flow (`dln.Flow`): accuracy measured against an independent solver, the order of its
+methods measured from step counts, and robust stopping on inputs that once looped or raised."""
+import json
+
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+import dln
+
+RTOLS = np.array([1e-5, 1e-6, 1e-7, 1e-8])
+
+
+def _reference(problem, alpha, gamma, times):
+    """beta(t) of GF / GR(gamma) from u = v = alpha by scipy's Radau in (log u, log v) at rtol 1e-12:
+    written from the equations (penalty (gamma/2)||grad L||^2), sharing no code with dln.Flow."""
+    X, y = problem.X[0], problem.y[0]
+    n, d = X.shape
+    A, Xty = X.T @ X / n, X.T @ y / n
+
+    def f(t, Y):
+        u2, v2 = np.exp(2 * Y[:d]), np.exp(2 * Y[d:])
+        g = A @ (u2 - v2) - Xty
+        q = A @ ((u2 + v2) * g)  # d/du_j of (gamma/2)||grad L||^2 is 4 gamma u_j (g_j^2 + 2 q_j)
+        return np.concatenate([-2 * g - 4 * gamma * (g * g + 2 * q), 2 * g - 4 * gamma * (g * g - 2 * q)])
+
+    sol = solve_ivp(f, (0, times[-1]), np.full(2 * d, np.log(alpha)), method="Radau", rtol=1e-12, atol=1e-13,
+                    t_eval=times)
+    return (np.exp(2 * sol.y[:d]) - np.exp(2 * sol.y[d:])).T
+
+
+@pytest.fixture(scope="module")
+def sweeps():
+    """GF (the exact-Jacobian order-4 method in nu) and GR(0.1) (the W-method in (nu, m)) across RTOLS,
+    beta saved at 12 times through the incremental-learning transitions, with the Radau reference."""
+    p = dln.make_problem(n=10, d=30, s=2, seed=1, n_test=0)
+    alpha, times = 1e-2, np.linspace(2.0, 60.0, 12)
+    out = {}
+    for gamma in (0.0, 0.1):
+        ref = _reference(p, alpha, gamma, times)
+        alg = dln.GD() if gamma == 0 else dln.GR(gamma)
+        runs = [dln.run(p, alg, dln.Flow(rtol=r, max_time=times[-1]), alpha=alpha, save_at=times, loss_tol=0)
+                for r in RTOLS]
+        err = np.array([np.abs(r.saved.beta[0] - ref).max() / np.abs(ref).max() for r in runs])
+        out[gamma] = err, np.array([r.steps[0] for r in runs]), runs
+    return out
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.1])
+def test_flow_global_error_is_proportional_to_rtol(sweeps, gamma):
+    """Error control is honest: the error of the saved beta (dense output included) against Radau at
+    rtol 1e-12 falls in proportion to rtol (regression slope of log error on log rtol near 1) and stays
+    within a small multiple of it. Measured 0.07-0.33 rtol: the step is controlled by the embedded
+    lower-order solution's error while the higher-order one is kept, and the few steps of each
+    transition add up fewer than ten local errors; the bound 3 rtol leaves a factor 10 for other
+    problems. The reference's own error (~1e-11) is below the smallest rtol's budget (1e-8)."""
+    err, _, runs = sweeps[gamma]
+    assert all(r.status[0] == "max_time" for r in runs)
+    slope = np.polyfit(np.log(RTOLS), np.log(err), 1)[0]
+    assert 0.75 < slope < 1.25, (slope, err)
+    assert np.all(err <= 3 * RTOLS), err
+
+
+@pytest.mark.parametrize("gamma, order", [(0.0, 4), (0.1, 3)])
+def test_flow_step_counts_show_the_order_of_each_method(sweeps, gamma, order):
+    """With a local error estimate of order q + 1 (q = 3 for the order-4 method used for gradient flow,
+    2 for the order-3 W-method used for GR), the step count grows like rtol^(-1/(q+1)): the regression
+    slope of log steps on log rtol is -1/4 resp. -1/3. Between the two (-0.29) the measured slopes must
+    fall on their own side, with 0.05 of slack for the rejected-step and step-growth-limit effects."""
+    _, steps, _ = sweeps[gamma]
+    slope = np.polyfit(np.log(RTOLS), np.log(steps), 1)[0]
+    assert abs(slope + 1 / order) < 0.05, (slope, steps)
+
+
+def test_gradient_flow_keeps_alpha_eff_exactly_and_reaches_the_dual_limit():
+    """GF in nu never changes log alpha_eff (m' = 0 by `drift_free`), and its limit is argmin Q_alpha
+    (solve_dual, an independent Newton solve) up to the stop at loss 1e-14 L0: |beta - beta*| is then
+    about sqrt(2 L / lambda_min) ~ 1e-7 relative on this problem; 1e-6 bounds it."""
+    p = dln.make_problem(n=10, d=30, s=2, seed=1, n_test=0)
+    res = dln.run(p, dln.GD(), dln.Flow(), alpha=1e-3)
+    assert res.status[0] == "converged"
+    np.testing.assert_allclose(res.final.alpha_eff[0], 1e-3, rtol=1e-13)
+    ref = dln.solve_dual(p, 1e-3).beta[0]
+    assert np.abs(res.final.beta[0] - ref).max() <= 1e-6 * np.abs(ref).max()
+
+
+def test_fgr_with_an_overflowing_ascent_step_stops_as_diverged(cli):
+    code, out, err = cli("simulate", "--n", 10, "--d", 30, "--algorithm", "fgr", "--gamma", 0.1, "--eps", 1e300,
+                         "--json")
+    rec = json.loads(out)
+    assert rec["status"] == "diverged"
+    assert rec["message"].startswith("FGR:") and "not finite" in rec["message"]
+
+
+def test_product_model_at_the_origin_is_at_rest(cli):
+    """u = v = 0 is a stationary point of beta = u v: the flow stops at once instead of stepping forever."""
+    code, out, err = cli("simulate", "--n", 10, "--d", 30, "--param", "product", "--u0", 0, "--v0", 0, "--json")
+    rec = json.loads(out)
+    assert rec["status"] == "stalled" and rec["message"].startswith("GD:") and "at rest" in rec["message"]
+
+
+def test_huge_alpha_is_refused_or_capped(cli):
+    """alpha = 1e155 is refused at the boundary (exit 2, one line); alpha = 1e50 (allowed) respects
+    max_steps, and without it stops as stalled once theta no longer changes in floating point (the lazy
+    regime's changes of z ~ 1/alpha^2 are below the round-off of log alpha)."""
+    code, out, err = cli("simulate", "--n", 10, "--d", 30, "--alpha", 1e155, "--max-steps", 10)
+    assert code == 2 and "alpha" in err
+    p = dln.make_problem(n=10, d=30, n_test=0)
+    res = dln.run(p, dln.GD(), dln.Flow(max_steps=10), alpha=1e50)
+    assert res.status[0] == "max_steps" and res.steps[0] == 10
+    res = dln.run(p, dln.GD(), dln.Flow(), alpha=1e50)
+    assert res.status[0] == "stalled" and "floating point" in res.message[0] and res.steps[0] < 1000
+
+
+def test_all_zero_data_stop_at_once():
+    """With X = 0 no beta changes the loss, which is already the least-squares floor: the run stops before
+    its first step (from_arrays refuses such data; a Problem built directly still must not loop)."""
+    p = dln.Problem(np.zeros((1, 5, 8)), np.ones((1, 5)))
+    res = dln.run(p, dln.GD(), dln.Flow(), alpha=0.5)
+    assert res.status[0] == "no_interpolator" and res.steps[0] == 0
+
+
+def test_overdetermined_data_reach_the_least_squares_floor():
+    """X of shape (2, 1), inconsistent: the flow settles at the floor min_b ||x b - y||^2 / 4 with
+    b = x.y / x.x (computed here by hand), with status no_interpolator."""
+    x, y = np.array([1.0, 2.0]), np.array([1.0, 3.0])
+    b = x @ y / (x @ x)
+    floor = np.sum((x * b - y) ** 2) / 4
+    res = dln.run(dln.Problem.from_arrays(x[:, None], y), dln.GD(), dln.Flow(), alpha=0.5)
+    assert res.status[0] == "no_interpolator"
+    np.testing.assert_allclose(res.final.train_loss[0], floor, rtol=1e-8)  # the driver stops within 1e-9 L*
+    np.testing.assert_allclose(res.final.beta[0, 0], b, rtol=1e-4)  # L - L* = (x.x/4) db^2: db ~ 1e-5 b
+
+
+def test_noisy_overdetermined_problem_settles_in_few_steps():
+    """60 x 20 with noise has no interpolator; the flow reaches the least-squares floor in a few
+    thousand steps (it once ran to max_steps = 200,000), for GF and GR alike."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 20))
+    y = X @ rng.standard_normal(20) + 0.5 * rng.standard_normal(60)
+    p = dln.Problem.from_arrays(X, y)
+    res = dln.run(p, dln.GR(np.array([0.0, 0.1])), dln.Flow(max_steps=20_000), alpha=0.5)
+    assert list(res.status) == ["no_interpolator"] * 2, res.message
+    assert np.all(res.steps < 20_000)
