@@ -1,82 +1,119 @@
-"""`dln bench`: speed and memory of the simulator, each figure measured side by side.
+"""`dln bench`: `dln` side by side with what a researcher would otherwise use, in one run.
 
-Five measurements, each a ratio of two things timed in the same process,
-interleaved repeat by repeat, and summarised by the median over repeats:
+Every figure is a ratio of things timed in the same process, interleaved repeat
+by repeat (each repeat runs every contender once, in turn), summarised by the
+median over repeats, with the BLAS pinned to one thread (stated in the output),
+and only after the contenders were checked to compute the same thing:
 
-1. batched steps against a per-run loop written the way the public notebooks
-   write it (one setting at a time, `u, v` vectors, a Python loop over steps),
-   for the same GD and F-GR runs, checking that both give the same `beta`;
-2. the batched step against its floor, the two matrix products a step cannot
-   avoid (`(B, d) @ (d, n)` and back), with a profile of what else it spends;
-3. the cost of reaching `beta(inf)` within 1e-6 relative: the adaptive flow
-   against small-step GD (whose limit is O(eta) from the flow's, so the step
-   that matches is extrapolated from an O(eta) fit), the same for F-GR, and
-   the dual implicit-bias solve against SLSQP on `min Q_alpha s.t. X beta = y`;
-4. time and peak memory (tracemalloc) as `d` and the batch `B` grow, with the
-   fitted log-log exponent;
-5. peak memory of long runs that save observables at a few chosen times: flat
-   in the number of steps.
+1. **Steps**: discrete GD and F-GR runs, `B` runs of `K` steps, at
+   (B, n, d) = (256, 40, 200) and (1024, 100, 1000): one `dln.run` against a
+   per-run NumPy loop (as the public notebooks write it), a JAX `jit` +
+   `lax.scan` step and a numba-fused step (both hand-written for this one
+   model, every elementwise operation fused), and the floor (the matrix
+   products a step cannot avoid). All give the same `beta` after `K` steps to
+   round-off (checked). JAX or numba missing: the row says `skipped`.
+2. **Flows**: `dln.Flow()` (whatever it is at run time) against scipy
+   `solve_ivp` LSODA and BDF in log coordinates `(log u, log v)` with the exact
+   dense Jacobian, `rtol = 1e-8`, all stopped at train loss `1e-14 L(0)`:
+   single GF and GR(0.1) runs at several `alpha`, and a batch of GF runs over
+   `alpha` in logspace(-6, -1) (one `dln` batch against a loop of LSODA runs).
+   Each run lands within 1e-6 of `dln.solve_dual`'s limit (checked).
+3. **Dual solve**: `dln.solve_dual` against SLSQP on `min Q_alpha s.t. X beta = y`.
+4. **Memory**: runs of growing length that save a few states: the peak is flat.
 
-`--quick` shrinks every size (under a minute); `--size smoke` is what the
-test suite runs, only to check that the benchmark still works.
+`--quick` shrinks the sizes (about a minute); `--size smoke` is what the test
+suite runs, only to check that the comparisons compare like with like.
 """
-import cProfile
-import io
+import ctypes
+import importlib.util
 import json
 import os
 import platform
-import pstats
 import sys
 import time
 import tracemalloc
 from dataclasses import dataclass
 
-import numpy as np
-from scipy.optimize import minimize
+# JAX reads its thread settings when imported (only here, and only as a peer): one thread, like the BLAS
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
-import dln
-from dln._io import atomic_path
+import numpy as np  # noqa: E402
+from scipy.integrate import solve_ivp  # noqa: E402
+from scipy.optimize import minimize  # noqa: E402
 
-#: relative distance to the exact limit that item 3 asks for
+import dln  # noqa: E402
+from dln._io import atomic_path  # noqa: E402
+
+try:
+    import numba
+except ImportError:  # a peer only: its rows are then reported as skipped
+    numba = None
+
+#: distance to `solve_dual`'s limit every flow must reach before it is timed (and steps' agreement)
 LIMIT_TOL = 1e-6
+#: scipy's flows: relative tolerance (the issue's script) and absolute one in log coordinates
+#: (an absolute error in `log u` is a relative one in `u`)
+RTOL, ATOL = 1e-8, 1e-10
+#: step benchmark: step size, F-GR hyperparameters, the GR strength of the flow rows
+ETA = 0.002
+FGR_HYPER = dict(gamma=0.05, eps=0.1)
+GR_GAMMA = 0.1
 
 
 @dataclass(frozen=True)
 class Size:
     """Problem sizes and repeats of one benchmark size."""
 
-    batch: int          # item 1-2: runs in the batch (settings of alpha)
-    steps: int          # item 1-2: steps per run
-    loop_runs: int      # item 1: runs timed in the per-run loop (spread over the alphas)
-    repeats: int        # timing repeats (median)
-    gd_etas: tuple      # item 3: GD step sizes measured for the O(eta) fit
-    slsqp_d: tuple      # item 3: dimensions for dual vs SLSQP
-    slsqp_cap: float    # item 3: seconds after which SLSQP is stopped and reported as capped
-    scale_d: tuple      # item 4: dimensions
-    scale_B: tuple      # item 4: batch sizes
-    scale_steps: int    # item 4: steps per timing
-    mem_steps: tuple    # item 5: run lengths
-    limit_alphas: tuple  # item 3: initialization scales of the limit runs
+    shapes: tuple        # item 1: (B, n, d, K) per shape, K steps
+    loop_runs: int       # item 1: runs timed in the per-run loop
+    repeats: int         # item 1: timing repeats (median)
+    flow_nd: tuple       # item 2: (n, d) of the flow problem
+    gf_alphas: tuple     # item 2: single GF runs
+    gr_alphas: tuple     # item 2: single GR(0.1) runs
+    batch: int           # item 2: GF runs in the batch, alpha in logspace(-6, -1)
+    flow_repeats: int    # item 2: timing repeats
+    slsqp_d: tuple       # item 3: dimensions
+    slsqp_cap: float     # item 3: seconds after which SLSQP is stopped
+    mem_steps: tuple     # item 4: run lengths
 
 
 SIZES = {
-    "full": Size(256, 2000, 32, 3, (0.04, 0.02, 0.01), (100, 1000, 5000), 60.0,
-                 (100, 300, 1000, 3000, 10000), (1, 4, 16, 64, 256, 1024, 4096), 100,
-                 (10_000, 100_000, 1_000_000), (0.1, 0.01)),
-    "quick": Size(256, 100, 8, 3, (0.04, 0.02, 0.01), (100, 1000), 10.0,
-                  (100, 300, 1000, 3000), (1, 16, 256, 1024), 20, (1_000, 10_000, 30_000), (0.1,)),
-    "smoke": Size(32, 20, 2, 1, (0.01, 0.005), (50,), 2.0, (50, 100, 200), (1, 4, 8), 5, (100, 300), (1.0,)),
+    "full": Size(((256, 40, 200, 200), (1024, 100, 1000, 20)), 8, 5, (40, 200), (0.1, 1e-3, 1e-6),
+                 (0.1, 1e-3, 1e-6), 32, 3, (100, 1000), 60.0, (10_000, 100_000, 1_000_000)),
+    "quick": Size(((256, 40, 200, 60), (1024, 100, 1000, 6)), 4, 3, (40, 200), (0.1, 1e-3), (0.1,), 8, 1,
+                  (100,), 10.0, (1_000, 10_000)),
+    "smoke": Size(((12, 6, 15, 10),), 2, 1, (8, 20), (0.5,), (0.5,), 3, 1, (20,), 5.0, (100, 300)),
 }
 
-#: the problem of items 1-2 (the issue's n = 40, d = 200) and the alphas swept there
-N, D = 40, 200
-ETA = 0.01
-FGR_HYPER = dict(gamma=0.05, eps=0.1)
+
+def pin_blas(threads=1):
+    """Pin every loaded OpenBLAS (NumPy's and SciPy's) to `threads` threads through its own
+    `*_set_num_threads` (what threadpoolctl does; numpy is imported before the CLI reaches here, so
+    the environment variables would come too late). Returns `{library: threads now}`."""
+    import scipy.linalg  # noqa: F401 - loads SciPy's OpenBLAS, so that it is pinned too
+    out = {}
+    try:
+        with open("/proc/self/maps") as f:
+            libs = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line})
+    except OSError:
+        return out
+    for path in libs:
+        lib = ctypes.CDLL(path)
+        for pre in ("scipy_openblas", "openblas"):
+            for suf in ("64_", ""):
+                set_, get = (getattr(lib, f"{pre}_{w}_num_threads{suf}", None) for w in ("set", "get"))
+                if set_ is not None and get is not None:
+                    set_(ctypes.c_int(threads))
+                    out[os.path.basename(path)] = int(get())
+                    break
+            else:
+                continue
+            break
+    return out
 
 
-def _alphas(B):
-    """`B` initialization scales, log-spaced over [1e-2, 1] (stable for `eta = 0.01`)."""
-    return np.logspace(-2, 0, B)
+def _installed(name):
+    return importlib.util.find_spec(name) is not None
 
 
 def _race(fns, repeats):
@@ -94,7 +131,11 @@ def _race(fns, repeats):
     return {k: float(np.median(v)) for k, v in times.items()}, out
 
 
-# --------------------------------------------------------------------- 1. per-run loop
+def _rel(a, b):
+    return np.linalg.norm(a - b, axis=-1) / np.linalg.norm(b, axis=-1)
+
+
+# --------------------------------------------------------------------- 1. steps
 def loop_gd(X, y, alpha, eta, steps):
     """GD on `beta = u*u - v*v` the way the public notebooks write it: one setting, `u, v`
     vectors, a Python loop over steps, the loss computed every step."""
@@ -131,168 +172,270 @@ def loop_fgr(X, y, alpha, eta, steps, gamma, eps):
     return u * u - v * v
 
 
-def bench_loop(size):
-    """Item 1: one batched `dln.run` against the per-run loop, per run-step."""
-    p = dln.make_problem(n=N, d=D, seed=0, n_test=0)
-    X, y = p.X[0], p.y[0]
-    B, S = size.batch, size.steps
-    alphas = _alphas(B)
-    sub = np.linspace(0, B - 1, size.loop_runs).round().astype(int)
+if numba is not None:
+    _njit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+    @_njit
+    def _nb_residual(r, y, loss):
+        """`r <- r - y`, `loss = ||r||^2 / (2n)` per row."""
+        B, n = r.shape
+        for b in range(B):
+            s = 0.0
+            for j in range(n):
+                x = r[b, j] - y[j]
+                r[b, j] = x
+                s += x * x
+            loss[b] = 0.5 * s / n
+
+    @_njit
+    def _nb_shifted_beta(theta, g, eps, out):
+        """`beta` at `theta + eps J^T g` (`u (1 + 2 eps g)`, `v (1 - 2 eps g)`), without storing theta."""
+        B, _, d = theta.shape
+        for b in range(B):
+            for i in range(d):
+                gi = 2.0 * g[b, i]
+                u = eps * (gi * theta[b, 0, i]) + theta[b, 0, i]
+                v = eps * (-gi * theta[b, 1, i]) + theta[b, 1, i]
+                out[b, i] = u * u - v * v
+
+    @_njit
+    def _nb_step(theta, g, gs, eta, eps, c, beta):
+        """`theta <- theta - eta D` in place and the new `beta`, with `D = J^T g` (`c = 0`) or the F-GR
+        direction `G + c (J_s^T g_s - G)` (`J_s` at the shifted point): one pass."""
+        B, _, d = theta.shape
+        for b in range(B):
+            for i in range(d):
+                u, v = theta[b, 0, i], theta[b, 1, i]
+                gi = 2.0 * g[b, i]
+                Gu, Gv = gi * u, -gi * v
+                if c != 0.0:
+                    gsi = 2.0 * gs[b, i]
+                    us, vs = eps * Gu + u, eps * Gv + v
+                    Gu = (gsi * us - Gu) * c + Gu
+                    Gv = (-gsi * vs - Gv) * c + Gv
+                u -= eta * Gu
+                v -= eta * Gv
+                theta[b, 0, i], theta[b, 1, i] = u, v
+                beta[b, i] = u * u - v * v
+
+
+def numba_steps(X, y, alphas, eta, steps, fgr=None):
+    """A batched run with every elementwise operation fused by hand (numba): per gradient, two
+    matrix products, a pass over the residual (with the loss) and one pass over theta. Returns
+    the final `beta` (B, d)."""
+    n, d = X.shape
+    XT, Xn = np.ascontiguousarray(X.T), X / n
+    theta = np.empty((alphas.size, 2, d))
+    theta[:] = alphas[:, None, None]
+    beta = theta[:, 0] * theta[:, 0] - theta[:, 1] * theta[:, 1]
+    r, loss, g = np.empty((alphas.size, n)), np.empty(alphas.size), np.empty((alphas.size, d))
+    gamma, eps = (fgr["gamma"], fgr["eps"]) if fgr else (0.0, 1.0)
+    gs, bs, ls = np.empty_like(g), np.empty_like(beta), np.empty_like(loss)
+    for _ in range(steps):
+        np.matmul(beta, XT, out=r)
+        _nb_residual(r, y, loss)
+        np.matmul(r, Xn, out=g)
+        if fgr:
+            _nb_shifted_beta(theta, g, eps, bs)
+            np.matmul(bs, XT, out=r)
+            _nb_residual(r, y, ls)  # the loss at the shifted point is not needed
+            np.matmul(r, Xn, out=gs)
+        _nb_step(theta, g, gs, eta, eps, gamma / eps if fgr else 0.0, beta)
+    return beta
+
+
+def jax_steps(X, y, alphas, eta, steps, fgr=None):
+    """`jax.jit` of a `lax.scan` over the steps (float64), the loss kept every step; XLA fuses the
+    elementwise work. Returns `(run, theta0)`: `run(theta0)` gives the final `beta`."""
+    import jax
+    import jax.numpy as jnp
+    jax.config.update("jax_enable_x64", True)
+    n, d = X.shape
+    Xj, yj = jnp.asarray(X), jnp.asarray(y)
+
+    def grad(th):
+        beta = th[:, 0] ** 2 - th[:, 1] ** 2
+        r = beta @ Xj.T - yj
+        g = r @ Xj / n
+        return jnp.stack([2 * g * th[:, 0], -2 * g * th[:, 1]], axis=1), 0.5 * jnp.sum(r * r, axis=1) / n
+
+    def step(th, _):
+        G, L = grad(th)
+        if fgr:
+            P, _ = grad(fgr["eps"] * G + th)
+            G = (P - G) * (fgr["gamma"] / fgr["eps"]) + G
+        return th - eta * G, L
+
+    @jax.jit
+    def run(th):
+        th, _ = jax.lax.scan(step, th, None, length=steps)
+        return th[:, 0] ** 2 - th[:, 1] ** 2
+
+    th0 = jnp.broadcast_to(jnp.asarray(alphas)[:, None, None], (alphas.size, 2, d))
+    return run, th0
+
+
+def bench_steps(size):
+    """Item 1: per run-step times of dln and its peers, at each shape, for GD and F-GR."""
     rows = []
-    for name, alg, loop in (("GD", dln.GD(), lambda a: loop_gd(X, y, a, ETA, S)),
-                            ("F-GR", dln.FGR(**FGR_HYPER), lambda a: loop_fgr(X, y, a, ETA, S, **FGR_HYPER))):
-        fns = {"batched": lambda: dln.run(p, alg, dln.Steps(ETA, max_steps=S), alpha=alphas, loss_tol=0),
-               "loop": lambda: np.array([loop(a) for a in alphas[sub]])}
-        t, out = _race(fns, size.repeats)
-        res, beta_loop = out["batched"], out["loop"]
-        assert (res.steps == S).all(), res.status
-        beta = res.final.beta[sub]
-        diff = float(np.max(np.abs(beta - beta_loop)) / np.max(np.abs(beta_loop)))
-        per_b = t["batched"] / (B * S)
-        per_l = t["loop"] / (sub.size * S)
-        rows.append(dict(algorithm=name, batched_us=per_b * 1e6, loop_us=per_l * 1e6,
-                         speedup=per_l / per_b, beta_max_rel_diff=diff))
+    for B, n, d, K in size.shapes:
+        p = dln.make_problem(n=n, d=d, seed=0, n_test=0)
+        X, y = p.X[0], p.y[0]
+        alphas = np.logspace(-2, -0.5, B)
+        sub = np.linspace(0, B - 1, size.loop_runs).round().astype(int)
+        XT = np.ascontiguousarray(X.T)
+        rng = np.random.default_rng(1)
+        bf, rf = rng.standard_normal((B, d)), rng.standard_normal((B, n))
+        Xb, gb = np.empty((B, n)), np.empty((B, d))
+        for name, alg, fgr in (("GD", dln.GD(), None), ("F-GR", dln.FGR(**FGR_HYPER), FGR_HYPER)):
+            grads = 2 if fgr else 1
+
+            def floor():
+                for _ in range(K * grads):
+                    np.matmul(bf, XT, out=Xb)
+                    np.matmul(rf, X, out=gb)
+
+            loop = (lambda a: loop_fgr(X, y, a, ETA, K, **fgr)) if fgr else (lambda a: loop_gd(X, y, a, ETA, K))
+            dln.run(p, alg, dln.Steps(ETA, max_steps=1), alpha=alphas[:2], loss_tol=0)  # load the kernels
+            fns = {"dln": lambda: dln.run(p, alg, dln.Steps(ETA, max_steps=K), alpha=alphas, loss_tol=0).final.beta,
+                   "loop": lambda: np.array([loop(a) for a in alphas[sub]])}
+            skipped = {}
+            if numba is not None:
+                numba_steps(X, y, alphas[:2], ETA, 1, fgr)  # compile (or load the cache) before timing
+                fns["numba"] = lambda: numba_steps(X, y, alphas, ETA, K, fgr)
+            else:
+                skipped["numba"] = "skipped: numba not installed"
+            if _installed("jax"):
+                run, th0 = jax_steps(X, y, alphas, ETA, K, fgr)
+                run(th0).block_until_ready()  # compile before timing
+                fns["jax"] = lambda: np.asarray(run(th0).block_until_ready())
+            else:
+                skipped["jax"] = "skipped: jax not installed"
+            fns["floor"] = floor
+            t, out = _race(fns, size.repeats)
+            ref = out["dln"]
+            scale = np.abs(ref).max()
+            diff = {k: float(np.abs(out[k] - (ref[sub] if k == "loop" else ref)).max() / scale)
+                    for k in ("loop", "numba", "jax") if k in out}
+            per = {k: t[k] / ((sub.size if k == "loop" else B) * K) * 1e6 for k in t}
+            fused = [per[k] for k in ("jax", "numba") if k in per]
+            rows.append(dict(B=B, n=n, d=d, steps=K, algorithm=name, us_per_run_step=per, skipped=skipped,
+                             beta_max_rel_diff=diff, dln_vs_best_fused=per["dln"] / min(fused) if fused else None,
+                             dln_vs_floor=per["dln"] / per["floor"], loop_vs_dln=per["loop"] / per["dln"]))
     return rows
 
 
-# --------------------------------------------------------------------- 2. floor
-def _profile_steps(p, alphas, S):
-    """cProfile of a batched GD run: the functions that take the most own time."""
-    prof = cProfile.Profile()
-    prof.enable()
-    dln.run(p, dln.GD(), dln.Steps(ETA, max_steps=S), alpha=alphas, loss_tol=0)
-    prof.disable()
-    st = pstats.Stats(prof, stream=io.StringIO())
-    total = sum(v[2] for v in st.stats.values())
-    top = sorted(st.stats.items(), key=lambda kv: -kv[1][2])[:8]
-    return [dict(function=f"{os.path.basename(k[0])}:{k[1]}({k[2]})", own_s=v[2], share=v[2] / total)
-            for k, v in top]
+# --------------------------------------------------------------------- 2. flows
+class LogFlow:
+    """The GR flow `theta' = -grad [L + (gamma/2) ||grad_theta L||^2]` (gradient flow at `gamma = 0`)
+    in log coordinates `a = log u, b = log v`, for scipy's `solve_ivp`, with its exact Jacobian.
 
-
-def numpy_gd(X, y, alphas, eta, steps):
-    """The batched GD step written by hand for this one model, every array preallocated and
-    every operation in place (`out=`): what a NumPy step costs without any framework,
-    the reference that separates `dln`'s overhead from NumPy's own elementwise passes."""
-    n, d = X.shape
-    B = alphas.size
-    XT = np.ascontiguousarray(X.T)
-    theta = np.empty((B, 2, d))
-    theta[:] = alphas[:, None, None]
-    beta, tmp, r, g = np.empty((B, d)), np.empty((B, d)), np.empty((B, n)), np.empty((B, d))
-    D, step = np.empty((B, 2, d)), np.empty((B, 2, d))
-    jac = np.array([[2.0], [-2.0]])
-    for _ in range(steps):
-        u, v = theta[:, 0], theta[:, 1]
-        np.multiply(u, u, out=beta)
-        np.multiply(v, v, out=tmp)
-        beta -= tmp
-        np.matmul(beta, XT, out=r)
-        r -= y
-        loss = np.einsum("bn,bn->b", r, r) / (2 * n)
-        np.matmul(r, X, out=g)
-        g /= n
-        np.multiply(theta, g[:, None, :], out=D)
-        D *= jac
-        ok = np.isfinite(loss) & np.isfinite(D).all(axis=(1, 2))
-        np.multiply(D, eta, out=step)
-        theta -= step
-    return theta, ok
-
-
-def bench_floor(size):
-    """Item 2: time per run-step of the batched update against the two matrix products of a step."""
-    p = dln.make_problem(n=N, d=D, seed=0, n_test=0)
-    X = p.X[0]
-    XT = np.ascontiguousarray(X.T)
-    B, S = 256 if size.batch >= 256 else size.batch, size.steps
-    alphas = _alphas(B)
-    rng = np.random.default_rng(1)
-    beta, r = rng.standard_normal((B, D)), rng.standard_normal((B, N))
-    Xb, g = np.empty((B, N)), np.empty((B, D))
-    k = max(S, 50)
-
-    def floor():
-        for _ in range(k):
-            np.matmul(beta, XT, out=Xb)
-            np.matmul(r, X, out=g)
-
-    fns = {"GD": lambda: dln.run(p, dln.GD(), dln.Steps(ETA, max_steps=S), alpha=alphas, loss_tol=0),
-           "F-GR": lambda: dln.run(p, dln.FGR(**FGR_HYPER), dln.Steps(ETA, max_steps=S), alpha=alphas,
-                                   loss_tol=0),
-           "numpy": lambda: numpy_gd(X, p.y[0], alphas, ETA, S),
-           "floor": floor}
-    t, out = _race(fns, size.repeats)
-    same = float(np.abs(out["GD"].theta - out["numpy"][0]).max() / np.abs(out["numpy"][0]).max())
-    fl = t["floor"] / (k * B)
-    gd, fgr, hand = t["GD"] / (S * B), t["F-GR"] / (S * B), t["numpy"] / (S * B)
-    return dict(B=B, floor_us=fl * 1e6, gd_us=gd * 1e6, fgr_us=fgr * 1e6, numpy_us=hand * 1e6,
-                gd_ratio=gd / fl, fgr_ratio=fgr / (2 * fl), numpy_ratio=hand / fl, gd_vs_numpy=gd / hand,
-                numpy_theta_max_rel_diff=same, profile=_profile_steps(p, alphas, S))
-
-
-# --------------------------------------------------------------------- 3. reaching the limit
-def _rel(a, b):
-    return np.linalg.norm(a - b, axis=-1) / np.linalg.norm(b, axis=-1)
-
-
-def _steps_to_limit(p, alg, alpha, etas, target):
-    """Small-step runs at `etas` (one batch), their distance to `target`, and the step size
-    that reaches `LIMIT_TOL` from the fit `log err = c + k log eta` (slope `k` ~ 1).
-
-    Returns a dict: measured `eta`, `err`, `grad_evals`, `seconds`; the fit's slope;
-    and the extrapolated `eta_match`, `grad_evals_match`, `seconds_match` (the work of a
-    run scales as `1/eta`, scaled from the smallest measured step).
+    With `s = u^2`, `t = v^2`, `beta = s - t`, `g = M beta - c` (`M = X^T X / n`, `c = X^T y / n`),
+    the objective is `F = L + 2 gamma sum_i (s_i + t_i) g_i^2`, and `a' = -2 dF/ds`, `b' = -2 dF/dt`:
+    `dF/ds = g + 2 gamma g^2 + 4 gamma M (w g)`, `dF/dt = -g + 2 gamma g^2 - 4 gamma M (w g)`, `w = s + t`.
     """
-    etas = np.asarray(etas, float)
-    t0 = time.perf_counter()
-    res = dln.run(p, alg, dln.Steps(etas, max_steps=10**7), alpha=alpha)
-    sec = time.perf_counter() - t0
-    if not (res.status == "converged").all():
-        raise RuntimeError(f"small-step runs did not converge: {res.status}")
-    err = _rel(res.final.beta, target)
-    slope, c = np.polyfit(np.log(etas), np.log(err), 1)
-    ok = err <= LIMIT_TOL
-    if ok.any():
-        i = int(np.argmax(np.where(ok, etas, -np.inf)))
-        eta_m, evals_m, extrapolated = float(etas[i]), float(res.grad_evals[i]), False
-    else:
-        eta_m = float(np.exp((np.log(LIMIT_TOL) - c) / slope))
-        i = int(np.argmin(etas))
-        evals_m, extrapolated = float(res.grad_evals[i] * etas[i] / eta_m), True
-    per_eval = sec / res.grad_evals.sum()  # the batch shares its steps: a fair per-eval cost
-    return dict(eta=etas.tolist(), err=err.tolist(), grad_evals=res.grad_evals.tolist(),
-                seconds=sec, slope=float(slope), eta_match=eta_m, grad_evals_match=evals_m,
-                seconds_match=evals_m * per_eval, extrapolated=extrapolated)
+
+    def __init__(self, problem, gamma=0.0):
+        self.X, self.y, self.n = problem.X[0], problem.y[0], problem.n
+        self.M = self.X.T @ self.X / self.n
+        self.gamma = gamma
+        self.nfev = 0
+
+    def parts(self, z):
+        d = z.size // 2
+        s, t = np.exp(2 * z[:d]), np.exp(2 * z[d:])
+        r = self.X @ (s - t) - self.y
+        return s, t, r, self.X.T @ r / self.n
+
+    def rhs(self, _, z):
+        self.nfev += 1
+        s, t, _, g = self.parts(z)
+        gam = self.gamma
+        q = 2 * gam * g * g
+        m = 4 * gam * (self.X.T @ (self.X @ ((s + t) * g))) / self.n if gam else 0.0
+        return -2 * np.concatenate([g + q + m, -g + q - m])
+
+    def jac(self, _, z):
+        s, t, _, g = self.parts(z)
+        M, gam = self.M, self.gamma
+        A = M + 4 * gam * g[:, None] * M                   # d(g + 2 gamma g^2)/d beta
+        Am = M - 4 * gam * g[:, None] * M                  # d(g - 2 gamma g^2)/d beta
+        if gam:
+            MWM = (M * (s + t)) @ M
+            Bp, Bm = 4 * gam * (M * g + MWM), 4 * gam * (M * g - MWM)  # d(4 gamma M (w g))/d(s, t)
+        else:
+            Bp = Bm = 0.0
+        Fss, Fst = A + Bp, -A + Bm
+        Fts, Ftt = -Am - Bp, Am - Bm
+        # a = log u: d/da = 2 s d/ds; and the flow is -2 dF
+        return -4 * np.block([[Fss * s, Fst * t], [Fts * s, Ftt * t]])
+
+    def loss(self, z):
+        r = self.parts(z)[2]
+        return 0.5 * r @ r / self.n
+
+    def solve(self, alpha, method, loss_tol=1e-14):
+        """Run from `u = v = alpha` until `L <= loss_tol L(0)`. Returns `(beta, alpha_eff, nfev, njev, ok)`."""
+        d = self.X.shape[1]
+        z0 = np.full(2 * d, np.log(alpha))
+        stop = loss_tol * self.loss(z0)
+
+        def event(_, z):
+            return np.log(self.loss(z)) - np.log(stop)
+        event.terminal, event.direction = True, -1
+        self.nfev = 0
+        sol = solve_ivp(self.rhs, (0, 1e12), z0, method=method, jac=self.jac, rtol=RTOL, atol=ATOL, events=event)
+        z = sol.y[:, -1]
+        s, t = np.exp(2 * z[:d]), np.exp(2 * z[d:])
+        return s - t, np.exp((z[:d] + z[d:]) / 2), self.nfev, int(sol.njev), sol.status == 1
 
 
-def bench_limit(size):
-    """Item 3a: gradient evaluations and seconds to reach `beta(inf)` within `LIMIT_TOL`.
-
-    Gradient flow: the exact limit is `argmin Q_alpha` (`dln.solve_dual`). F-GR: the flow's
-    limit is `argmin Q_{alpha_eff(inf)}` with the run's own `alpha_eff(inf)`
-    (THEORY.md); small-step F-GR is measured against the F-GR flow's `beta(inf)`.
-    One row per `alpha` in `size.limit_alphas`.
-    """
-    return [_limit_at(size, alpha) for alpha in size.limit_alphas]
-
-
-def _limit_at(size, alpha):
-    p = dln.make_problem(n=N, d=D, seed=0, n_test=0)
-    out = {"alpha": alpha}
-    for name, alg in (("GF", dln.GD()), ("F-GR", dln.FGR(**FGR_HYPER))):
-        t0 = time.perf_counter()
-        res = dln.run(p, alg, dln.Flow(), alpha=alpha)
-        sec = time.perf_counter() - t0
-        exact = dln.solve_dual(p, alpha if name == "GF" else res.final.alpha_eff).beta[0]
-        flow = dict(status=str(res.status[0]), grad_evals=int(res.grad_evals[0]), seconds=sec,
-                    err=float(_rel(res.final.beta[0], exact)))
-        target = exact if name == "GF" else res.final.beta[0]
-        steps = _steps_to_limit(p, alg, alpha, size.gd_etas, target)
-        out[name] = dict(flow=flow, steps=steps, eval_ratio=steps["grad_evals_match"] / flow["grad_evals"],
-                         time_ratio=steps["seconds_match"] / sec)
-    return out
+def _flow_row(p, label, gamma, alpha, repeats):
+    """One single run by dln, LSODA and BDF: accuracy against `solve_dual`, then interleaved timing."""
+    alg = dln.GR(gamma=gamma) if gamma else dln.GD()
+    peer = LogFlow(p, gamma)
+    fns = {"dln": lambda: dln.run(p, alg, dln.Flow(), alpha=alpha),
+           "LSODA": lambda: peer.solve(alpha, "LSODA"), "BDF": lambda: peer.solve(alpha, "BDF")}
+    t, out = _race(fns, repeats)
+    res = out["dln"]
+    beta = {"dln": res.final.beta[0], "LSODA": out["LSODA"][0], "BDF": out["BDF"][0]}
+    aeff = {"dln": res.final.alpha_eff[0], "LSODA": out["LSODA"][1], "BDF": out["BDF"][1]}
+    # GF's limit is argmin Q_alpha; GR's is argmin Q at each solver's own alpha_eff(inf) (THEORY.md)
+    exact = {k: dln.solve_dual(p, alpha if not gamma else aeff[k][None]).beta[0] for k in beta}
+    err = {k: float(_rel(beta[k], exact[k])) for k in beta}
+    evals = {"dln": int(res.grad_evals[0]), "LSODA": out["LSODA"][2], "BDF": out["BDF"][2]}
+    ok = {"dln": str(res.status[0]) == "converged", "LSODA": out["LSODA"][4], "BDF": out["BDF"][4]}
+    vs = float(_rel(beta["dln"], beta["LSODA"]))
+    return dict(run=label, alpha=alpha, seconds=t, grad_evals=evals, jac_evals={k: out[k][3] for k in ("LSODA", "BDF")},
+                err=err, dln_vs_lsoda=vs, stopped=ok,
+                equal_accuracy=all(ok.values()) and max(err.values()) <= LIMIT_TOL and vs <= 2 * LIMIT_TOL,
+                time_vs_lsoda=t["dln"] / t["LSODA"], time_vs_bdf=t["dln"] / t["BDF"],
+                evals_vs_lsoda=evals["dln"] / evals["LSODA"])
 
 
+def bench_flows(size):
+    """Item 2: single flows and a batch, dln against scipy's LSODA and BDF."""
+    n, d = size.flow_nd
+    p = dln.make_problem(n=n, d=d, seed=0, n_test=0)
+    rows = [_flow_row(p, "GF", 0.0, a, size.flow_repeats) for a in size.gf_alphas]
+    rows += [_flow_row(p, f"GR({GR_GAMMA:g})", GR_GAMMA, a, size.flow_repeats) for a in size.gr_alphas]
+    alphas = np.logspace(-6, -1, size.batch)
+    peer = LogFlow(p)
+    fns = {"dln": lambda: dln.run(p, dln.GD(), dln.Flow(), alpha=alphas),
+           "LSODA loop": lambda: [peer.solve(a, "LSODA") for a in alphas]}
+    t, out = _race(fns, size.flow_repeats)
+    exact = dln.solve_dual(p, alphas).beta
+    err_d = _rel(out["dln"].final.beta, exact)
+    err_l = _rel(np.array([o[0] for o in out["LSODA loop"]]), exact)
+    ok = (out["dln"].status == "converged").all() and all(o[4] for o in out["LSODA loop"])
+    batch = dict(runs=size.batch, alphas=[float(alphas[0]), float(alphas[-1])], seconds=t,
+                 max_err={"dln": float(err_d.max()), "LSODA": float(err_l.max())},
+                 equal_accuracy=bool(ok and max(err_d.max(), err_l.max()) <= LIMIT_TOL),
+                 speedup=t["LSODA loop"] / t["dln"])
+    return dict(rows=rows, batch=batch)
+
+
+# --------------------------------------------------------------------- 3. dual
 class _Capped(Exception):
     pass
 
@@ -324,10 +467,10 @@ def slsqp(problem, alpha, cap):
 
 
 def bench_dual(size, alpha=0.1):
-    """Item 3b: the dual Newton solve against SLSQP at each `d`."""
+    """Item 3: the dual Newton solve against SLSQP at each `d`."""
     rows = []
     for d in size.slsqp_d:
-        p = dln.make_problem(n=N, d=d, seed=0, n_test=0)
+        p = dln.make_problem(n=size.flow_nd[0], d=d, seed=0, n_test=0)
         reps = max(size.repeats, 3)
         t, out = _race({"dual": lambda: dln.solve_dual(p, alpha)}, reps)
         sol = out["dual"]
@@ -338,7 +481,7 @@ def bench_dual(size, alpha=0.1):
     return rows
 
 
-# --------------------------------------------------------------------- 4-5. scaling and memory
+# --------------------------------------------------------------------- 4. memory
 def _peak_mb(f):
     """Peak traced memory (MB) of `f()` above what was allocated before it."""
     tracemalloc.start()
@@ -350,40 +493,9 @@ def _peak_mb(f):
     return (peak - base) / 1e6
 
 
-def _fit(x, y):
-    """Slope of `log y` on `log x` over the upper half of the range (past fixed per-step
-    overheads), or over all points where the upper half has fewer than three."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    k = x >= np.median(x)
-    k = k if k.sum() >= 3 else np.ones_like(k)
-    return float(np.polyfit(np.log(x[k]), np.log(y[k]), 1)[0])
-
-
-def bench_scaling(size):
-    """Item 4: seconds per step and peak memory of a batched GD run as `d` and `B` grow."""
-    S = size.scale_steps
-    out = {}
-    for axis, values in (("d", size.scale_d), ("B", size.scale_B)):
-        rows = []
-        for v in values:
-            d, B = (v, 16) if axis == "d" else (D, v)
-            p = dln.make_problem(n=N, d=d, seed=0, n_test=0)
-            alphas = np.full(B, 0.1)
-
-            def go():
-                return dln.run(p, dln.GD(), dln.Steps(1e-3, max_steps=S), alpha=alphas, loss_tol=0)
-
-            t, _ = _race({"run": go}, size.repeats)
-            rows.append(dict(value=v, step_s=t["run"] / S, peak_mb=_peak_mb(go)))
-        out[axis] = dict(rows=rows, fixed=dict(B=16) if axis == "d" else dict(d=D),
-                         time_exponent=_fit(values, [r["step_s"] for r in rows]),
-                         memory_exponent=_fit(values, [r["peak_mb"] for r in rows]))
-    return out
-
-
 def bench_memory(size, B=4, saves=10):
-    """Item 5: peak memory of runs of growing length that save `saves` states each."""
-    p = dln.make_problem(n=N, d=D, seed=0, n_test=0)
+    """Item 4: peak memory of runs of growing length that save `saves` states each."""
+    p = dln.make_problem(n=size.flow_nd[0], d=size.flow_nd[1], seed=0, n_test=0)
     rows = []
     for S in size.mem_steps:
         save_at = np.linspace(0, S * ETA, saves)
@@ -395,104 +507,83 @@ def bench_memory(size, B=4, saves=10):
 
 
 # --------------------------------------------------------------------- report
-def machine():
+def machine(blas):
     return dict(cpu_count=os.cpu_count(), usable_cpus=len(os.sched_getaffinity(0))
                 if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                 load_avg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-                blas_threads={k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                                                             "MKL_NUM_THREADS")},
-                numpy=np.__version__, python=platform.python_version(), platform=platform.platform())
+                blas_threads=blas, xla_flags=os.environ.get("XLA_FLAGS"),
+                versions={k: _version(k) for k in ("numpy", "scipy", "numba", "jax")},
+                python=platform.python_version(), platform=platform.platform())
+
+
+def _version(name):
+    if not _installed(name):
+        return None
+    from importlib.metadata import version
+    return version(name)
 
 
 def collect(size, log=lambda s: None):
     """Run every measurement at `size` (a `Size`); returns the JSON-ready results."""
-    out = dict(machine=machine())
-    for key, fn in (("loop", bench_loop), ("floor", bench_floor), ("limit", bench_limit),
-                    ("dual", bench_dual), ("scaling", bench_scaling), ("memory", bench_memory)):
+    out = dict(machine=machine(pin_blas(1)))
+    for key, fn in (("steps", bench_steps), ("flows", bench_flows), ("dual", bench_dual),
+                    ("memory", bench_memory)):
         log(f"[bench] {key} ...")
         t0 = time.perf_counter()
         out[key] = fn(size)
         log(f"[bench] {key} done in {time.perf_counter() - t0:.1f} s")
-    lp, fl, lim, du = out["loop"], out["floor"], out["limit"], out["dual"]
-    d1000 = [r for r in du if r["d"] == 1000]
-    out["batched_vs_loop_speedup"] = min(r["speedup"] for r in lp)
-    out["batched_vs_floor_ratio"] = fl["gd_ratio"]
-    out["flow_vs_gd_grad_eval_ratio"] = min(x["GF"]["eval_ratio"] for x in lim)
-    out["dual_vs_slsqp_speedup_d1000"] = d1000[0]["speedup"] if d1000 else None
+    out["machine"]["load_avg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    st, fl = out["steps"], out["flows"]
+    fused = [r["dln_vs_best_fused"] for r in st]
     out["goals"] = {
-        "batched_vs_loop >= 10x": out["batched_vs_loop_speedup"] >= 10,
-        "batched_vs_floor <= 1.5x": out["batched_vs_floor_ratio"] <= 1.5,
-        "flow_vs_gd_grad_evals >= 100x": out["flow_vs_gd_grad_eval_ratio"] >= 100,
-        "dual_vs_slsqp_d1000 >= 100x": None if not d1000 else out["dual_vs_slsqp_speedup_d1000"] >= 100,
+        "steps <= 1.2x the faster of JAX and numba": None if None in fused else max(fused) <= 1.2,
+        "single flows: dln time <= LSODA's": all(r["time_vs_lsoda"] <= 1 for r in fl["rows"]),
+        "single flows: dln grad evals <= LSODA's": all(r["evals_vs_lsoda"] <= 1 for r in fl["rows"]),
+        "flow batch >= 10x a loop of LSODA runs": fl["batch"]["speedup"] >= 10,
+        "every comparison at equal accuracy": all(r["equal_accuracy"] for r in fl["rows"])
+        and fl["batch"]["equal_accuracy"],
     }
     return out
 
 
 def _g(x):
-    return f"{x:.3g}"
+    return "-" if x is None else f"{x:.3g}"
 
 
 def table(r):
-    """The results as text: one row per figure (item, measurement, value), then the goals."""
-    L = []
-
-    def row(item, what, value):
-        L.append(f"{item:<6}{what:<62}{value:>14}")
-
+    """The results as text: one block per item, then the goals."""
     m = r["machine"]
-    L.append(f"machine: {m['cpu_count']} cores ({m['usable_cpus']} usable), load {m['load_avg']}, "
-             f"BLAS threads env {m['blas_threads']}, numpy {m['numpy']}")
-    row("item", "measurement", "value")
-    for x in r["loop"]:
-        a = x["algorithm"]
-        row(1, f"{a} us per run-step: batched / loop", f"{_g(x['batched_us'])} / {_g(x['loop_us'])}")
-        row(1, f"{a} speedup batched vs loop (goal >= 10)", _g(x["speedup"]))
-        row(1, f"{a} max |beta_batched - beta_loop| / max |beta|", _g(x["beta_max_rel_diff"]))
-    f = r["floor"]
-    row(2, f"floor (2 matmuls) us per run-step, B = {f['B']}", _g(f["floor_us"]))
-    row(2, "GD step / floor (goal <= 1.5)", _g(f["gd_ratio"]))
-    row(2, "F-GR step / (2 x floor) (two gradients per step)", _g(f["fgr_ratio"]))
-    row(2, "hand-written in-place NumPy GD step / floor", _g(f["numpy_ratio"]))
-    row(2, "dln GD step / hand-written NumPy step (framework overhead)", _g(f["gd_vs_numpy"]))
-    for x in f["profile"][:4]:
-        row(2, "  profile: " + x["function"][:48], format(x["share"], ".0%"))
-    for lim in r["limit"]:
-        for name in ("GF", "F-GR"):
-            x = lim[name]
-            fl, st = x["flow"], x["steps"]
-            lab = f"{name} alpha={lim['alpha']:g}"
-            row(3, f"{lab} flow: grad evals, s, rel err ({fl['status']})",
-                f"{fl['grad_evals']} {_g(fl['seconds'])} {_g(fl['err'])}")
-            row(3, f"{lab} steps: err/eta slope; eta for 1e-6" + (" (extrapolated)" if st["extrapolated"] else ""),
-                f"{_g(st['slope'])} {_g(st['eta_match'])}")
-            row(3, f"{lab} steps: grad evals, s at that eta",
-                f"{_g(st['grad_evals_match'])} {_g(st['seconds_match'])}")
-            row(3, f"{lab} grad-eval ratio steps / flow" + (" (goal >= 100)" if name == "GF" else ""),
-                _g(x["eval_ratio"]))
-            row(3, f"{lab} time ratio steps / flow", _g(x["time_ratio"]))
+    L = [f"machine: {m['cpu_count']} cores ({m['usable_cpus']} usable), load {m['load_avg']} at start, "
+         f"{m.get('load_avg_end')} at end; BLAS threads pinned {m['blas_threads'] or 'NOT pinned'}; "
+         f"XLA {m['xla_flags']}; versions {m['versions']}"]
+    L.append("1. steps, us per run-step (median); dln / faster of JAX and numba; dln / floor; loop / dln; "
+             "max rel |beta - beta_dln| after K steps")
+    for x in r["steps"]:
+        t = x["us_per_run_step"]
+        peers = " ".join(f"{k} {_g(t[k])}" if k in t else f"{k} {x['skipped'][k]}"
+                         for k in ("dln", "jax", "numba", "loop", "floor"))
+        diff = " ".join(f"{k} {v:.1e}" for k, v in x["beta_max_rel_diff"].items())
+        L.append(f"   {x['algorithm']:<5} B={x['B']} n={x['n']} d={x['d']} K={x['steps']}: {peers}; "
+                 f"{_g(x['dln_vs_best_fused'])}x; {_g(x['dln_vs_floor'])}x; {_g(x['loop_vs_dln'])}x; {diff}")
+    L.append("2. flows to loss 1e-14 L(0): seconds (median) and grad evals; rel. error to solve_dual's limit")
+    for x in r["flows"]["rows"]:
+        s, e, err = x["seconds"], x["grad_evals"], x["err"]
+        L.append(f"   {x['run']:<7} alpha={x['alpha']:<6g} dln {_g(s['dln'])} s {e['dln']} | LSODA {_g(s['LSODA'])} s "
+                 f"{e['LSODA']} | BDF {_g(s['BDF'])} s {e['BDF']} | dln/LSODA time {_g(x['time_vs_lsoda'])}x evals "
+                 f"{_g(x['evals_vs_lsoda'])}x | err dln {err['dln']:.1e} LSODA {err['LSODA']:.1e} BDF {err['BDF']:.1e}"
+                 f"{'' if x['equal_accuracy'] else ' (ACCURACY NOT EQUAL)'}")
+    b = r["flows"]["batch"]
+    L.append(f"   batch of {b['runs']} GF flows, alpha {b['alphas'][0]:g}..{b['alphas'][1]:g}: dln {_g(b['seconds']['dln'])} s,"
+             f" loop of LSODA {_g(b['seconds']['LSODA loop'])} s: {_g(b['speedup'])}x; max err dln "
+             f"{b['max_err']['dln']:.1e} LSODA {b['max_err']['LSODA']:.1e}"
+             f"{'' if b['equal_accuracy'] else ' (ACCURACY NOT EQUAL)'}")
+    L.append("3. solve_dual vs SLSQP")
     for x in r["dual"]:
-        cap = x["slsqp_capped"]
-        row(3, f"d = {x['d']}: dual s / SLSQP s" + (" (SLSQP capped)" if cap else ""),
-            f"{_g(x['dual_s'])} / {_g(x['slsqp_s'])}")
-        row(3, f"d = {x['d']}: speedup" + (" (lower bound)" if cap else "")
-            + (" (goal >= 100)" if x["d"] == 1000 else "") + "; SLSQP rel err",
-            f"{_g(x['speedup'])} {_g(x['slsqp_err'])}")
-    for axis, s in r["scaling"].items():
-        fixed = ", ".join(f"{k} = {v}" for k, v in s["fixed"].items())
-        for x in s["rows"]:
-            row(4, f"{axis} = {x['value']} ({fixed}): ms per step, peak MB",
-                f"{_g(x['step_s'] * 1e3)} {_g(x['peak_mb'])}")
-        row(4, f"exponent in {axis}: time, memory (upper half fit)",
-            f"{_g(s['time_exponent'])} {_g(s['memory_exponent'])}")
+        L.append(f"   d={x['d']}: dual {_g(x['dual_s'])} s, SLSQP {_g(x['slsqp_s'])} s"
+                 f"{' (capped)' if x['slsqp_capped'] else ''}: {_g(x['speedup'])}x; SLSQP rel err {_g(x['slsqp_err'])}")
     mm = r["memory"]
-    for x in mm["rows"]:
-        row(5, f"{x['steps']} steps, B = {mm['B']}, {mm['saves']} saves: peak MB", _g(x["peak_mb"]))
-    row(5, "peak growth, longest / shortest run", _g(mm["growth"]))
-    load, cores = (m["load_avg"] or [0])[0], m["usable_cpus"] or 1
-    if load > cores and not any(m["blas_threads"].values()):
-        L.append(f"note: load average {load:.1f} exceeds the {cores} usable cores and BLAS threads are not "
-                 "pinned: multi-threaded OpenBLAS spin-waits on oversubscribed cores (a 10x slower matrix "
-                 "product was measured so); rerun with OPENBLAS_NUM_THREADS=1 for stable figures")
+    L.append(f"4. memory, B={mm['B']}, {mm['saves']} saves: " + ", ".join(
+        f"{x['steps']} steps {_g(x['peak_mb'])} MB" for x in mm["rows"]) + f"; growth {_g(mm['growth'])}")
     L.append("goals: " + "; ".join(f"{k}: {'met' if v else ('n/a' if v is None else 'NOT met')}"
                                    for k, v in r["goals"].items()))
     return "\n".join(L)
@@ -505,7 +596,7 @@ def write_json(path, data):
 
 
 def add_arguments(parser, cmd):
-    parser.add_argument("--quick", action="store_true", help="reduced sizes (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="reduced sizes (about a minute)")
     parser.add_argument("--size", choices=list(SIZES), default=None,
                         help="explicit size (full, quick, or smoke: what the test suite runs)")
     parser.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
