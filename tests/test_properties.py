@@ -1,0 +1,110 @@
+"""Property-based tests (hypothesis) of the invariants every run keeps, on small random problems,
+algorithms, hyperparameters and integrators:
+
+- the status is one of the documented `dln.STATUSES`;
+- `converged` means the loss is below its tolerance and `beta` is finite;
+- a batched run equals the loop of single runs (to round-off for steps, to the solver's tolerance
+  for flows);
+- gradient flow ends at the dual solution `argmin Q_alpha`, within the bound its stopping residual sets;
+- no warning (overflow, invalid value, ...) escapes to the user: every test runs with warnings as errors.
+
+Examples are drawn deterministically (`derandomize=True`) and bounded in number, so CI is
+reproducible and fast; `deadline=None` because a flow's first call compiles nothing but its time
+depends on the problem drawn.
+"""
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import dln
+from test_bias import _batch_tol, _check_limit
+
+FAST = settings(max_examples=12, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(autouse=True)
+def _warnings_are_errors():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+problems = st.builds(lambda n, extra, seed: dln.make_problem(n=n, d=n + extra, s=1, seed=seed, n_test=0),
+                     st.integers(1, 5), st.integers(1, 8), st.integers(0, 1000))
+log_alpha = st.floats(-2, 1)
+
+
+@st.composite
+def algorithms(draw):
+    """An algorithm of the GR family or SAM with a drawn hyperparameter, usable as a flow and as steps."""
+    kind = draw(st.sampled_from(["gd", "gr", "fgr", "bgr", "sam", "usam"]))
+    g = draw(st.floats(0.0, 0.3))
+    e = draw(st.floats(0.01, 0.3))
+    r = draw(st.floats(0.005, 0.1))
+    return {"gd": lambda: dln.GD(), "gr": lambda: dln.GR(g), "fgr": lambda: dln.FGR(g, e),
+            "bgr": lambda: dln.BGR(g, e), "sam": lambda: dln.SAM(r), "usam": lambda: dln.USAM(r)}[kind]()
+
+
+integrators = st.one_of(
+    st.builds(lambda eta, k: dln.Steps(eta, max_steps=k), st.floats(1e-3, 2.0), st.integers(1, 300)),
+    st.builds(lambda k: dln.Flow(rtol=1e-6, max_steps=k), st.integers(1, 150)))
+
+
+@FAST
+@given(problems, algorithms(), integrators, log_alpha, st.floats(1e-12, 1e-2))
+def test_status_is_documented_and_converged_means_below_tolerance(problem, algorithm, integrator, la, loss_tol):
+    """Large steps diverge, small caps stop runs early: whatever happens, the status is documented, and
+    a converged run's loss is at most `loss_tol L(theta0)` with a finite `beta`."""
+    res = dln.run(problem, algorithm, integrator, alpha=10.0**la, loss_tol=loss_tol)
+    assert set(res.status) <= set(dln.STATUSES)
+    L0 = problem.loss(np.zeros((1, problem.d)))[0]  # beta(theta0) = 0: u = v = alpha
+    for b in np.flatnonzero(res.status == "converged"):
+        assert np.all(np.isfinite(res.final.beta[b]))
+        assert res.final.train_loss[b] <= loss_tol * L0
+
+
+@FAST
+@given(problems, st.lists(st.tuples(log_alpha, st.floats(0.0, 0.3), st.floats(1e-3, 0.05)), min_size=2, max_size=3))
+def test_batched_steps_equal_single_steps(problem, rows):
+    """Discrete F-GR steps with per-run alpha, gamma and eta: row b is the single run, to the round-off
+    of at most 200 steps relative to max|theta| (the bound of tests/test_steps.py)."""
+    la, gamma, eta = (np.array(c) for c in zip(*rows))
+    run = lambda a, g, h: dln.run(problem, dln.FGR(g, 0.1), dln.Steps(h, max_steps=200), alpha=a,  # noqa: E731
+                                  loss_tol=1e-10)
+    batched = run(10.0**la, gamma, eta)
+    for b in range(len(rows)):
+        one = run(10.0 ** la[b], gamma[b], eta[b])
+        assert batched.status[b] == one.status[0] and batched.steps[b] == one.steps[0]
+        scale = np.abs(one.theta[0]).max()
+        np.testing.assert_allclose(batched.theta[b], one.theta[0], rtol=0, atol=1e-11 * scale)
+
+
+@settings(FAST, max_examples=4)
+@given(problems, st.lists(log_alpha, min_size=2, max_size=3))
+def test_batched_gr_flows_equal_single_flows(problem, la):
+    """GR flows with per-run alpha: row b is the single run to the solver's tolerance (`_batch_tol`)."""
+    alpha, gamma = 10.0 ** np.array(la), np.linspace(0, 0.2, len(la))
+    batched = dln.run(problem, dln.GR(gamma), dln.Flow(rtol=1e-6), alpha=alpha, loss_tol=1e-8)
+    for b in range(len(la)):
+        one = dln.run(problem, dln.GR(gamma[b]), dln.Flow(rtol=1e-6), alpha=alpha[b], loss_tol=1e-8)
+        assert batched.status[b] == one.status[0]
+        if one.status[0] == "converged":
+            tol = _batch_tol(1e-6, np.abs(one.final.beta[0]).max())
+            np.testing.assert_allclose(batched.final.beta[b], one.final.beta[0], rtol=0, atol=tol)
+
+
+@settings(FAST, max_examples=10)
+@given(problems, log_alpha)
+def test_gradient_flow_ends_at_the_dual_solution(problem, la):
+    """The gradient-flow limit is `argmin Q_alpha` s.t. `X beta = y`, computed independently by the dual
+    Newton solve; the flow stops at loss <= 1e-14 L0, and `_check_limit` bounds the gap by the tail that
+    stopping residual leaves (first order) plus its square and round-off."""
+    alpha = 10.0**la
+    res = dln.run(problem, dln.GD(), dln.Flow(rtol=1e-6), alpha=alpha)
+    assert res.status[0] == "converged"
+    _check_limit(problem, res, 0, np.full(problem.d, alpha))
+
