@@ -126,17 +126,21 @@ class Flow(Declared):
             yq = h00 * y_prev[rows] + h10 * hd * F_prev[rows] + h01 * y_new[rows] + h11 * hd * F_new[rows]
             return cs.take(rows).theta(yq)
 
-        okb = ok[:, None]
-        y = np.where(okb, y_new, y)
         fac = np.clip(0.9 * np.where(err > 0, err, 1e-10) ** tab.expo, 0.2, 6.0)
-        t = np.where(ok, t_new, t)
-        h = h * np.where(ok, fac, np.minimum(fac, 0.5))
-        h = np.minimum(h, self.max_time - t)
-        rejects = np.where(ok, 0, carry["rejects"] + 1)
         moved = np.any(th_new != th, axis=(1, 2))
-        frozen = np.where(ok & ~moved, carry["frozen"] + 1, np.where(ok, 0, carry["frozen"]))
-        new = {"at": at_new.where(ok, at), "state": state, "t": t, "steps": carry["steps"] + ok,
-               "y": y, "F": np.where(okb, F_new, F0), "h": h, "cs": cs, "rejects": rejects, "frozen": frozen}
+        if ok.all():  # the common case: no per-row selection
+            at, y, F0, t = at_new, y_new, F_new, t_new
+            rejects = np.zeros(B, np.int64)
+            frozen = np.where(moved, 0, carry["frozen"] + 1)
+        else:
+            okb = ok[:, None]
+            at, y, F0, t = at_new.where(ok, at), np.where(okb, y_new, y), np.where(okb, F_new, F0), np.where(ok, t_new, t)
+            fac = np.where(ok, fac, np.minimum(fac, 0.5))
+            rejects = np.where(ok, 0, carry["rejects"] + 1)
+            frozen = np.where(ok & ~moved, carry["frozen"] + 1, np.where(ok, 0, carry["frozen"]))
+        h = np.minimum(h * fac, self.max_time - t)
+        new = {"at": at, "state": state, "t": t, "steps": carry["steps"] + ok,
+               "y": y, "F": F0, "h": h, "cs": cs, "rejects": rejects, "frozen": frozen}
         failed, why = _failures(type(algorithm).__name__, cs, new, ok, speed)
         per = np.broadcast_to(np.asarray(algorithm.grad_evals(), np.int64), (B,))
         return new, Move(tab.evals * per, ok, dense, failed, why)
@@ -157,6 +161,10 @@ def _failures(name, cs, carry, ok, speed):
     B = t.shape[0]
     failed = np.full(B, "", dtype=object)
     why = np.full(B, "", dtype=object)
+    m = cs.log_alpha(carry["y"]) if cs.drift else None
+    if (ok.all() and np.all(speed > 0) and np.all(carry["frozen"] < MAX_FROZEN)
+            and (m is None or m.min() >= -345)):  # the common case, in a few reductions
+        return failed, why
     for i in np.flatnonzero(~np.isfinite(speed)):
         failed[i] = "diverged"
         why[i] = (f"{name}: the direction is not finite at t = {t[i]:.6g} (loss {L[i]:.3g}): the state or a "
@@ -171,7 +179,6 @@ def _failures(name, cs, carry, ok, speed):
                   f"{MAX_FROZEN} accepted steps left theta unchanged): its changes are below the round-off of "
                   "u and v, as for alpha far above 1e3 in the lazy regime; use a smaller alpha")
     stuck = ~ok & ((t + h == t) | ~np.isfinite(h) | (carry["rejects"] >= MAX_REJECTS)) & (failed == "")
-    m = cs.log_alpha(carry["y"])
     if m is not None:
         drop = np.min(m - cs.m0, axis=1)
         collapsed = (drop < -np.log(1e6)) & stuck | (np.min(m, axis=1) < -345)
@@ -279,6 +286,8 @@ class _Coordinates:
     the error measures. Per-run attributes (names in `per_run`) are sliced by `take`."""
 
     per_run = ("stiff", "tableau")
+    #: whether `m = log alpha_eff` is part of the state (so it may collapse)
+    drift = False
 
     def take(self, idx):
         out = object.__new__(type(self))
@@ -334,11 +343,15 @@ class _Dual(_Coordinates):
         return (y[:, :n], y[:, n:]) if self.drift else (y, self.m0)
 
     def theta(self, y):
+        """`(u, v) = exp(m +- z/2)`."""
         nu, m = self._split(y)
         half = self._XT(nu)
         half += self.z0
         half *= 0.5
-        return np.exp(np.stack([m + half, m - half], axis=1))
+        out = np.empty((half.shape[0], 2, half.shape[1]))
+        np.add(m, half, out=out[:, 0])
+        np.subtract(m, half, out=out[:, 1])
+        return np.exp(out, out=out)
 
     def log_alpha(self, y):
         return self._split(y)[1]
@@ -404,6 +417,8 @@ class _Dual(_Coordinates):
 
 class _Mirror(_Coordinates):
     """Coordinates `w = (m, z) = (log(u v)/2, log(u/v))` of positive parameters, flattened to (B, 2d)."""
+
+    drift = True
 
     per_run = _Coordinates.per_run + ("m0",)
 
