@@ -83,7 +83,10 @@ def _generated_keys():
 def _read(spec):
     """The spec as a dict and the directory relative `data` paths start from."""
     if isinstance(spec, dict):
-        return json.loads(json.dumps(spec)), Path.cwd()
+        try:  # numpy arrays and scalars become lists and numbers
+            return json.loads(json.dumps(spec, default=lambda o: o.tolist())), Path.cwd()
+        except (TypeError, AttributeError, ValueError) as e:
+            raise InputError(f"`spec` must hold numbers, strings, booleans, lists and tables only: {e}") from None
     if not isinstance(spec, (str, os.PathLike)):
         raise InputError(f"`spec` must be a path to a TOML file or a dict; got {type(spec).__name__}")
     path = Path(spec)
@@ -409,6 +412,7 @@ class _Store:
                 g.create_array(v, shape=(N,) + shape, chunks=(plan.chunk,) + shape, dtype=dt, fill_value=fill)
             g.create_array("done", shape=(len(plan.tasks),), chunks=(1,), dtype=bool, fill_value=False)
             g.attrs.update(meta)
+            os.chmod(tmp, 0o755)  # mkdtemp makes a directory only its owner can read
             os.replace(tmp, path)
         finally:
             if Path(tmp).exists():
