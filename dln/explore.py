@@ -591,7 +591,7 @@ class Explorer:
 
 
 def explore(problem=None, *, alpha=1e-1, algorithm="gr", gamma=0.05, eps=0.1, seed=0, n=40, d=200, s=5,
-            noise=0.0, background=True, sim_alphas=SIM_ALPHAS, save_at=SAVE_AT, max_steps=MAX_STEPS,
+            noise=0.0, background=True, sim_alphas=None, save_at=None, max_steps=MAX_STEPS,
             figsize=(13, 8.5)):
     """Open the explorer on a problem; returns `(fig, widgets)` without blocking.
 
@@ -619,11 +619,13 @@ def explore(problem=None, *, alpha=1e-1, algorithm="gr", gamma=0.05, eps=0.1, se
         'thread': two threads (they share the interpreter with the window, which
         then redraws more slowly while they run; e.g. Jupyter, macOS). `False`:
         everything inside each callback, deterministic (tests, `dln explore --save`).
-    sim_alphas : array_like, shape (A,)
+    sim_alphas : array_like, shape (A,), optional
         The grid of `alpha` of the algorithm's simulated test-loss curve (one
-        batched run); empty for no simulated curve.
-    save_at : array_like, shape (S,)
-        Save times of the current run.
+        batched run); empty for no simulated curve. Default `SIM_ALPHAS`: 12
+        values from 1e-8 to 1e3, evenly spaced in `log10 alpha`.
+    save_at : array_like, shape (S,), optional
+        Save times of the current run. Default `SAVE_AT`: 91 times from 1e-9 to
+        1e6, evenly spaced in `log10 t`.
     max_steps : int
         Work cap: accepted flow steps of the current run (the curve's runs take
         at most `CURVE_MAX_STEPS`). A capped run says so in the status line.
@@ -652,10 +654,10 @@ def explore(problem=None, *, alpha=1e-1, algorithm="gr", gamma=0.05, eps=0.1, se
         _executor(background)  # raises the InputError
     if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise InputError(f"`max_steps` must be an integer >= 1; got {max_steps!r}")
-    sim_alphas = finite_array(sim_alphas, "sim_alphas", ndim=1)
+    sim_alphas = finite_array(SIM_ALPHAS if sim_alphas is None else sim_alphas, "sim_alphas", ndim=1)
     if np.any(sim_alphas <= 0):
         raise InputError("`sim_alphas` must hold values alpha > 0")
-    save_at = finite_array(save_at, "save_at", ndim=1)
+    save_at = finite_array(SAVE_AT if save_at is None else save_at, "save_at", ndim=1)
     if np.any(save_at < 0) or np.any(np.diff(save_at) <= 0):
         raise InputError("`save_at` must be non-negative times in increasing order")
     if problem is None:
