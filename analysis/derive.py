@@ -6,7 +6,7 @@ derivation proves to be zero (`check()` simplifies each). Nothing here imports
 `dln`: the hand-written NumPy forms in `dln` and these results are compared
 numerically, elsewhere (`analysis.validate`), on random points.
 
-Conventions follow THEORY.md: `beta = u*u - v*v`, `L = ||X beta - y||^2/(2n)`,
+Conventions follow docs/theory.md: `beta = u*u - v*v`, `L = ||X beta - y||^2/(2n)`,
 `g = X^T (X beta - y)/n`, a flow is `theta' = -D(theta)`.
 
 The per-algorithm derivations work on a concrete network with symbolic data
@@ -41,7 +41,7 @@ class Derivation:
     identities : dict of str -> sympy.Expr
         Each should simplify to 0; `check()` returns the simplified residuals.
     notes : list of str
-        Plain-text statements of what was derived (and any correction to THEORY.md).
+        Plain-text statements of what was derived (and any correction to docs/theory.md).
     """
 
     name: str
@@ -257,7 +257,7 @@ def network(n=2, d=3):
     return _Net(n, d)
 
 
-#: per-coordinate statements of THEORY.md, in the placeholder symbols
+#: per-coordinate statements of docs/theory.md, in the placeholder symbols
 THEORY_DRIFT = {
     "GD": sp.S.Zero,
     "GR": 4 * gamma * g**2,
@@ -306,7 +306,7 @@ def mirror_split(algorithm, n=2, d=3):
     `D = grad L(theta + eps grad L)` for a scalar `eps` common to all coordinates,
     `eps = rho / ||grad_theta L||` (so `gamma = eps` too). The identities check,
     coordinate by coordinate, that `u'/u = -2h - c`, `v'/v = 2h - c` with `h`
-    orthogonal to the null space of `X`, `c` equal to THEORY.md's drift (with
+    orthogonal to the null space of `X`, `c` equal to docs/theory.md's drift (with
     `g_pm = g(beta(theta +- eps grad L))`) and `h` equal to `H_TEMPLATE[algorithm]`.
     """
     if algorithm not in THEORY_DRIFT:
@@ -447,7 +447,7 @@ def igr(dim=2):
     Dn.identities["gamma_eta_over_2"] = (-grad + eta * f1_sol) + (grad + (eta / 2) * H * grad)
     Dn.results.update(f0=-grad, f1=f1_sol, modified_loss=L + eta / 4 * penalty, gamma=eta / 2)
     Dn.notes.append("GD with step eta = flow of L + (eta/4)||grad L||^2 + O(eta^2) field error: GR with "
-                    "gamma = eta/2 (THEORY.md confirmed); GD is O(eta) from gradient flow and O(eta^2) from "
+                    "gamma = eta/2 (docs/theory.md confirmed); GD is O(eta) from gradient flow and O(eta^2) from "
                     "the modified flow at a fixed time")
     return Dn
 
@@ -499,7 +499,7 @@ def flooding(dim=2):
         - u * v * (1 - 4 * eta**2 * g**2)
     Dn.results.update(pair=x - eta**2 * fd_forward.subs(eps, eta), uv_factor=1 - 4 * eta**2 * g**2,
                       equivalent_drift=4 * (eta / 2) * g * g_plus)
-    Dn.notes.append("CORRECTION to THEORY.md (flooding): ascent+descent = one step of size eta^2 on the "
+    Dn.notes.append("CORRECTION (flooding; listed in docs/theory.md, Corrections): ascent+descent = one step of size eta^2 on the "
                     "finite-difference gradient of the penalty ||grad L||^2/2 with ascent step eps = eta, and "
                     "WITHOUT the grad L term of an F-GR direction (descent+ascent: the backward difference). "
                     "As a flow over the pair's time 2 eta: D = (gamma/eps)(grad L(theta + eps grad L) - grad L), "

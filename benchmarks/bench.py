@@ -400,7 +400,7 @@ def _flow_row(p, label, gamma, alpha, repeats):
     res = out["dln"]
     beta = {"dln": res.final.beta[0], "LSODA": out["LSODA"][0], "BDF": out["BDF"][0]}
     aeff = {"dln": res.final.alpha_eff[0], "LSODA": out["LSODA"][1], "BDF": out["BDF"][1]}
-    # GF's limit is argmin Q_alpha; GR's is argmin Q at each solver's own alpha_eff(inf) (THEORY.md)
+    # GF's limit is argmin Q_alpha; GR's is argmin Q at each solver's own alpha_eff(inf) (docs/theory.md)
     exact = {k: dln.solve_dual(p, alpha if not gamma else aeff[k][None]).beta[0] for k in beta}
     err = {k: float(_rel(beta[k], exact[k])) for k in beta}
     evals = {"dln": int(res.grad_evals[0]), "LSODA": out["LSODA"][2], "BDF": out["BDF"][2]}

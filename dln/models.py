@@ -73,7 +73,7 @@ class Depth:
     def alpha_eff(self, theta):
         """Effective initialization, shape (B, d).
 
-        `D = 2`: `alpha_eff = sqrt(u v)` (THEORY.md); NaN where a discrete step
+        `D = 2`: `alpha_eff = sqrt(u v)` (docs/theory.md); NaN where a discrete step
         made `u v < 0` (a step with `2 eta |g| > 1`), where it is undefined. `D > 2`: the value of
         `alpha` that the gradient-flow invariant `u**(2-D) + v**(2-D) = 2 alpha**(2-D)`
         assigns to the current state; it tends to `sqrt(u v)` as `D -> 2`.

@@ -128,7 +128,7 @@ def drift_rate(X, y, beta, alpha_eff, eps):
     """The F-GR drift per unit `gamma`, `4 g g_+`, at saved squares-model states, shape (S, d).
 
     `g = X^T (X beta - y) / n` and `g_+ = g(beta(theta + eps grad_theta L))`, with
-    `theta + eps grad L = (u (1 + 2 eps g), v (1 - 2 eps g))` (THEORY.md); `eps < 0`
+    `theta + eps grad L = (u (1 + 2 eps g), v (1 - 2 eps g))` (docs/theory.md); `eps < 0`
     is B-GR and `eps = 0` gives the exact-GR drift `4 g^2`. Written from the
     formulas, not from `dln`'s algorithms, so that it is an independent check.
 

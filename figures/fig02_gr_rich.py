@@ -1,7 +1,7 @@
 """Figure 2. Gradient regularization lowers the effective initialization, but not uniformly.
 
 Claim: exact GR, F-GR, B-GR and SAM all end at `alpha_eff(inf) < alpha`
-(towards the rich regime, THEORY.md), yet on the default noiseless sparse
+(towards the rich regime, docs/theory.md), yet on the default noiseless sparse
 problem their test error against `alpha` is not below gradient flow's:
 `alpha_eff` shrinks most on the coordinates that carry the signal (the drift
 `c = 4 gamma g g_+` is largest where `|g|` is), and a smaller `alpha_i` there

@@ -1,7 +1,7 @@
 """Figure 3. The effective initialization `alpha_eff(inf) = alpha exp(-int_0^inf c dt)`.
 
 Claim: every GR-family flow keeps the mirror structure, with drift
-`c = 4 gamma g g_+` (THEORY.md), so `alpha_eff(inf) / alpha` falls below 1 as
+`c = 4 gamma g g_+` (docs/theory.md), so `alpha_eff(inf) / alpha` falls below 1 as
 `gamma` grows, faster for the forward difference (F-GR, `g_+` taken after an
 ascent step `eps`) than for exact GR (`eps -> 0`), and slower, even above 1 for
 large `eps`, for the backward one (B-GR). Points: `alpha_eff(inf) / alpha`

@@ -3,7 +3,7 @@
 Claim: discrete flooding, `D = sign(L - b) grad L`, descends until the loss
 reaches `b` and then alternates ascent and descent steps around it; a pair of
 such steps is one finite-difference GR step with ascent step `eta`
-(THEORY.md), whose drift shrinks `alpha_eff` at the rate `c = 4 gamma g g_+`
+(docs/theory.md), whose drift shrinks `alpha_eff` at the rate `c = 4 gamma g g_+`
 with `gamma = eta/2`, `eps = eta`. Under gradient descent (`b = 0`) `g -> 0`
 and `alpha_eff` freezes; under flooding `|g|` stays of order `sqrt(b)`, so
 `alpha_eff(t)` keeps falling, the faster the higher `b`.

@@ -1,8 +1,8 @@
-"""Update directions of the GR family against THEORY.md's formulas, computed here independently.
+"""Update directions of the GR family against docs/theory.md's formulas, computed here independently.
 
 The identities (USAM = F-GR(rho, rho), B-GR = F-GR with -eps, GD = GR(0),
 SAM = NormGR(rho, rho)) hold by construction in `dln.algorithms` (aliases), so
-each is checked against the formula of THEORY.md evaluated directly from
+each is checked against the formula of docs/theory.md evaluated directly from
 `grad L`, not against the alias it is built from. Those agree to round-off: the
 only difference is the order of floating-point operations, e.g. F-GR with
 `gamma = eps` forms `G + (Gp - G)` where USAM's formula is `Gp`, an error of at
@@ -41,7 +41,7 @@ def test_usam_is_fgr_with_gamma_eps_rho(name, rng):
     obj, theta = _setup(name, rng)
     rho = np.array([0.01, 0.1, 0.5])
     G = _grad(obj, theta)
-    Gp = _grad(obj, theta + rho[:, None, None] * G)  # THEORY.md: D = grad L(theta + rho grad L)
+    Gp = _grad(obj, theta + rho[:, None, None] * G)  # docs/theory.md: D = grad L(theta + rho grad L)
     for alg in (dln.USAM(rho), dln.FGR(gamma=rho, eps=rho)):
         D = dln.direction(alg, obj, theta)
         assert np.abs(D - Gp).max() <= _roundoff(G, Gp)
@@ -53,7 +53,7 @@ def test_bgr_is_fgr_with_negative_ascent_step(name, rng):
     gamma, eps = np.array([0.3, 1.0, 2.0]), np.array([0.05, 0.1, 0.01])
     G = _grad(obj, theta)
     Gm = _grad(obj, theta - eps[:, None, None] * G)
-    ref = G + (gamma / eps)[:, None, None] * (G - Gm)  # THEORY.md's B-GR formula
+    ref = G + (gamma / eps)[:, None, None] * (G - Gm)  # docs/theory.md's B-GR formula
     scale = _roundoff(G, (gamma / eps)[:, None, None] * np.abs(G - Gm))
     for alg in (dln.BGR(gamma, eps), dln.FGR(gamma, -eps)):
         assert np.abs(dln.direction(alg, obj, theta) - ref).max() <= scale
@@ -75,7 +75,7 @@ def test_sam_is_normgr_with_gamma_eps_rho(name, rng):
     rho = np.array([0.01, 0.1, 0.5])
     G = _grad(obj, theta)
     norm = np.sqrt((G**2).sum(axis=(1, 2)))
-    Gp = _grad(obj, theta + (rho / norm)[:, None, None] * G)  # THEORY.md: grad L(theta + rho G/||G||)
+    Gp = _grad(obj, theta + (rho / norm)[:, None, None] * G)  # docs/theory.md: grad L(theta + rho G/||G||)
     for alg in (dln.SAM(rho), dln.NormGR(rho, rho)):
         assert np.abs(dln.direction(alg, obj, theta) - Gp).max() <= _roundoff(G, Gp)
 

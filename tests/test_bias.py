@@ -88,7 +88,7 @@ def test_solve_dual_batches(rng):
 
 
 def _one_sample_closed_form(x, y, a2, times):
-    """Gradient flow for n = 1 from u = v = alpha (THEORY.md, derived by hand).
+    """Gradient flow for n = 1 from u = v = alpha (docs/theory.md, derived by hand).
 
     With one sample `g = x r`, `r = x . beta - y`, and in mirror coordinates `z = log(u/v)`,
     `z' = -4 g = -4 x r(t)`, `m = log(u v)/2` constant. Hence `z_i(t) = -4 x_i s(t)` with
@@ -271,7 +271,7 @@ def fgr_flows():
 
 @pytest.mark.parametrize("runs", ["gr_flow", "fgr_flows"])
 def test_gr_family_flow_limit_is_argmin_Q_alpha_eff(runs, request):
-    """THEORY.md: these flows keep the mirror structure, so beta(inf) = argmin Q_{alpha_eff(inf)}."""
+    """docs/theory.md: these flows keep the mirror structure, so beta(inf) = argmin Q_{alpha_eff(inf)}."""
     p, res = request.getfixturevalue(runs)
     assert np.all(res.status == "converged")
     for b in range(len(res)):

@@ -219,7 +219,7 @@ def test_seed_slider_draws_the_new_problem(open_explorer):
 
 
 def test_radio_buttons_select_the_algorithm_and_each_limit_obeys_the_mirror_theory(open_explorer):
-    # gamma = eps, so that F-GR(gamma, eps) and USAM(rho = gamma) are the same flow (THEORY.md)
+    # gamma = eps, so that F-GR(gamma, eps) and USAM(rho = gamma) are the same flow (docs/theory.md)
     fig, w = open_explorer(algorithm="gd", gamma=0.15, eps=0.15, alpha=0.3)
     p = small_problem()
     names = list(EXPLORE_MODULE.ALGORITHMS)

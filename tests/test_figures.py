@@ -95,7 +95,7 @@ def test_theta_from_inverts_the_squares_model(rng):
 
 
 def test_drift_rate_matches_the_algorithm_split(rng):
-    """The figures' drift `4 g g_+` is the `-(u'/u + v'/v)/2` part of dln's F-GR direction (THEORY.md
+    """The figures' drift `4 g g_+` is the `-(u'/u + v'/v)/2` part of dln's F-GR direction (docs/theory.md
     mirror split), at a random state: two independent routes to the same number."""
     p = dln.make_problem(n=6, d=15, s=2, seed=3, n_test=0)
     theta = rng.uniform(0.2, 1.0, (1, 2, 15))

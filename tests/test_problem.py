@@ -14,7 +14,7 @@ def test_make_problem_is_reproducible_from_the_seed():
 
 
 def test_make_problem_follows_theory_md():
-    """THEORY.md: s entries equal to 1/sqrt(s), y = X beta_star without noise; draws from default_rng(seed)."""
+    """docs/theory.md: s entries equal to 1/sqrt(s), y = X beta_star without noise; draws from default_rng(seed)."""
     p = dln.make_problem(n=6, d=15, s=3, seed=3, n_test=4)
     assert p.X.shape == (1, 6, 15) and p.y.shape == (1, 6) and p.X_test.shape == (1, 4, 15)
     bs = p.beta_star[0]

@@ -13,7 +13,7 @@
    provenance are in `tests/reference/understanding_sam_printed.json`;
    `tests/reference/README.md` cites the cells.
 2. Flows against an independent gradient-flow reference: `_PlainFlow` below
-   writes each algorithm's direction by hand from THEORY.md in plain
+   writes each algorithm's direction by hand from docs/theory.md in plain
    coordinates `theta = (u, v)` (sharing no code with `dln`) and integrates
    `theta' = -D(theta)` with `scipy.integrate.solve_ivp` (DOP853,
    rtol = 1e-12), on the notebook's data. `beta(inf)` and
@@ -156,7 +156,7 @@ def test_printed_table_is_what_the_notebook_prints():
 # ---------------------------------------------------------------------------
 
 class _PlainFlow:
-    """Reference directions `D(theta)` for `beta = u*u - v*v`, written from THEORY.md.
+    """Reference directions `D(theta)` for `beta = u*u - v*v`, written from docs/theory.md.
 
     `theta` is one flat vector `(u, v)` of length `2d`. `L = ||X beta - y||^2 / (2n)`,
     `g = X^T (X beta - y) / n`, `grad L = (2 u g, -2 v g)`.

@@ -8,7 +8,7 @@ import pytest
 import dln
 from conftest import EPS
 
-# ---- an independent reference: dense matrices, one run at a time, written from THEORY.md ----
+# ---- an independent reference: dense matrices, one run at a time, written from docs/theory.md ----
 
 
 def _parts(param, theta, X, y):
@@ -36,7 +36,7 @@ def _grad(param, flat, X, y):
     return _parts(param, flat.reshape(2, -1), X, y)[1]
 
 
-REFERENCE = {  # THEORY.md's directions, from the dense gradient and Hessian
+REFERENCE = {  # docs/theory.md's directions, from the dense gradient and Hessian
     "gd": lambda P, th, X, y, h: _grad(P, th, X, y),
     "gr": lambda P, th, X, y, h: (lambda L, G, H: G + h["gamma"] * H @ G)(*_parts(P, th.reshape(2, -1), X, y)),
     "fgr": lambda P, th, X, y, h: (lambda G: G + h["gamma"] / h["eps"] * (_grad(P, th + h["eps"] * G, X, y) - G))(
@@ -79,7 +79,7 @@ def test_steps_match_a_hand_written_loop(param, name):
 
 
 def test_gd_shrinks_uv_by_exactly_1_minus_4_eta2_g2_per_step(small):
-    """THEORY.md: for GD on u*u - v*v, u v is multiplied by (1 - 4 eta^2 g^2) at each step."""
+    """docs/theory.md: for GD on u*u - v*v, u v is multiplied by (1 - 4 eta^2 g^2) at each step."""
     eta, alpha = 0.03, 0.8
     res = dln.run(small, dln.GD(), dln.Steps(eta, max_steps=1), alpha=alpha, save_at=[eta], loss_tol=0)
     g0 = -small.X[0].T @ small.y[0] / small.n  # g at beta = 0

@@ -1,5 +1,5 @@
 """Stochastic and stateful algorithms (`dln.stochastic`, `dln.random`) against hand-written single-run loops
-written from THEORY.md, the identities b = n (GD) and m = n (USAM/SAM), the batch contract with
+written from docs/theory.md, the identities b = n (GD) and m = n (USAM/SAM), the batch contract with
 staggered stops, and statistical checks of the counter-based streams.
 
 The reference loops take their random draws from `dln.random` (whose statistics are tested here) but form
@@ -56,7 +56,7 @@ def test_a_row_depends_on_its_own_seed_only():
 # ---- independent single-run references (squares model, dense) ---------------------------------
 
 def _grad(th, X, y):
-    """THEORY.md: loss ||X beta - y||^2/(2n) on the rows given, its gradient (2u g, -2v g) and g."""
+    """docs/theory.md: loss ||X beta - y||^2/(2n) on the rows given, its gradient (2u g, -2v g) and g."""
     u, v = th
     r = X @ (u * u - v * v) - y
     g = X.T @ r / len(y)
@@ -102,7 +102,7 @@ def _dir_flood(th, X, y, h):
     return np.sign(L - h["b"]) * G
 
 
-BASES = {  # name -> (library object, THEORY.md direction, hyperparameters)
+BASES = {  # name -> (library object, docs/theory.md direction, hyperparameters)
     "gd": (lambda h: dln.GD(), _dir_gd, {}),
     "gr": (lambda h: dln.GR(h["gamma"]), _dir_gr, dict(gamma=0.05)),
     "fgr": (lambda h: dln.FGR(h["gamma"], h["eps"]), _dir_fgr, dict(gamma=0.05, eps=-0.05)),
@@ -113,7 +113,7 @@ BASES = {  # name -> (library object, THEORY.md direction, hyperparameters)
 
 
 def _reference(kind, base, th0, X, y, eta, K, seed, b=None, sigma=None, m=None, momentum=None, nesterov=False):
-    """K steps of one run, written from THEORY.md's conventions."""
+    """K steps of one run, written from docs/theory.md's conventions."""
     n = len(y)
     direction, h = BASES[base][1], BASES[base][2]
     th = th0.copy()
