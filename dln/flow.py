@@ -41,9 +41,15 @@ class Flow(Declared):
     """The flow `theta' = -D(theta)`, integrated by a stiff Rosenbrock method (see module doc).
 
     A step is accepted when its local error is at most `atol + rtol max|beta|` in
-    `beta` and `rtol` in `log alpha_eff` (positive models) or `atol + rtol
-    max|theta|` in `theta` (product model). Positive models are integrated in
-    logarithmic coordinates, so `alpha` from 1e-60 to 1e3 is accurate.
+    `beta` and `rtol` in `log u`, `log v` (as `z = log(u/v)` and `m = log alpha_eff`;
+    positive models) or `atol + rtol max|theta|` in `theta` (product model).
+    Positive models are integrated in logarithmic coordinates, so `alpha` from
+    1e-60 to 1e3 is accurate. The global error of the saved `beta` measured
+    against Radau at rtol 1e-12 is 0.07-0.33 rtol (tests/test_flow.py).
+    A run stops with a status when it cannot go on: `diverged` (a direction
+    that is not finite), `stalled` (at rest above the loss tolerance, `theta`
+    frozen in floating point, or a step that falls to round-off or is rejected
+    `MAX_REJECTS` times in a row) or `collapsed` (`alpha_eff -> 0`).
 
     rtol, atol : float
         Local error tolerances, `0 < rtol < 1`, `0 < atol < 1`.
