@@ -275,11 +275,8 @@ def _theta0(args, model, d, cmd):
 
 def _integrator(args, cmd):
     if args.steps:
-        eta = 0.01 if args.eta is None else args.eta
-        cap = 100_000 if args.max_steps is None else args.max_steps
-        if args.max_time is not None and math.isfinite(args.max_time):
-            cap = min(cap, max(1, int(math.floor(args.max_time / eta + 1e-9))))
-        return Steps(eta, cap)
+        kw = {} if args.max_time is None else {"max_time": args.max_time}  # steps while t = eta k <= max_time
+        return Steps(0.01 if args.eta is None else args.eta, 100_000 if args.max_steps is None else args.max_steps, **kw)
     if args.eta is not None:
         _warn(cmd, "--eta has no effect with --flow (use --steps --eta H)")
     kw = {}
@@ -345,7 +342,7 @@ def _simulate(args, cmd):
         "test_loss": None if f.test_loss is None else _scalar(f.test_loss[0]),
         "grad_norm": _scalar(f.grad_norm[0]),
         "status": status,
-        "message": " ".join(str(res.message[0]).split()),
+        "message": _flagify(res.message[0], type(algorithm), own_first=False),
         "t_final": _scalar(res.t_final[0]),
         "steps": int(res.steps[0]),
         "grad_evals": int(res.grad_evals[0]),

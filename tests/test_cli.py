@@ -117,9 +117,15 @@ def test_loss_tolerance_relative_absolute_and_time_caps(cli):
     assert rel["status"] == ab["status"] == "converged"
     assert rel["train_loss"] <= 1e-3 * L0 and ab["train_loss"] <= 1e-3 and rel["relative_loss_tol"]
     assert not ab["relative_loss_tol"] and ab["steps"] != rel["steps"]
-    # with steps, --max-time T caps the steps at T / eta (t = eta k)
+    # with steps, --max-time T caps the steps at T / eta (t = eta k), with status max_time; a T below
+    # eta takes no step at all
     capped = _strict(cli(*base, "--loss-tol", 0, "--max-time", 0.5)[1])
-    assert capped["steps"] == 10 and capped["status"] == "max_steps" and capped["t_final"] == pytest.approx(0.5)
+    assert capped["steps"] == 10 and capped["status"] == "max_time" and capped["t_final"] == pytest.approx(0.5)
+    tiny = _strict(cli(*base, "--max-time", 1e-9)[1])
+    assert tiny["steps"] == 0 and tiny["status"] == "max_time" and tiny["t_final"] == 0
+    # the max_steps message has the loss and what to change, in flags
+    short = _strict(cli(*base, "--max-steps", 3)[1])
+    assert short["status"] == "max_steps" and "with loss" in short["message"] and "`--max-steps`" in short["message"]
 
 
 def test_save_at(cli):
