@@ -106,13 +106,15 @@ def depth_vjp(theta, g, depth):
 
 
 def depth_descend(theta, D, eta, depth):
-    """`theta' = theta - eta D` (`eta` of shape (B,)) and `beta(theta')`, in one pass.
+    """`theta' = theta - eta D` (`eta` of shape (B,)) and `beta(theta')`, in one pass; `theta'` is
+    written over `D` where `D` is a contiguous float array (no fresh (B, 2, d) array per step).
 
     Returns `(theta', beta)` of shapes (B, 2, d) and (B, d).
     """
-    out = np.empty(theta.shape)
+    D = _c(D)
+    out = D if D.flags.writeable else np.empty(theta.shape)
     beta = np.empty((theta.shape[0], theta.shape[2]))
-    _descend_into(_c(theta), _c(D), _c(eta), depth, out, beta)
+    _descend_into(_c(theta), D, _c(eta), depth, out, beta)
     return out, beta
 
 

@@ -405,29 +405,27 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
     live_band = band
     timed = np.isfinite(max_time)
     k = 0
-    try:
+    with np.errstate(all="ignore"), bar:  # one context for the loop: no per-step enter and exit
         while idx.size:
             at, t, steps = carry["at"], carry["t"], carry["steps"]
-            with np.errstate(all="ignore"):
-                # the loss is finite exactly when beta is, and a non-finite theta shows in beta: one
-                # check over (B,) instead of a pass over theta
-                L = at.loss
-                # accepted steps grow by at most one per attempt, so `steps <= k` and no run is at
-                # `max_steps` before attempt `k = max_steps`
-                quiet = (k % stepper.check_every and k < max_steps and not timed and time.monotonic() <= deadline
-                         and ((L > live_band[0]) & (L <= live_band[1])).all())
+            # the loss is finite exactly when beta is, and a non-finite theta shows in beta: one
+            # check over (B,) instead of a pass over theta
+            L = at.loss
+            # accepted steps grow by at most one per attempt, so `steps <= k` and no run is at
+            # `max_steps` before attempt `k = max_steps`
+            quiet = (k % stepper.check_every and k < max_steps and not timed and time.monotonic() <= deadline
+                     and ((L > live_band[0]) & (L <= live_band[1])).all())
             if not quiet:
-                with np.errstate(all="ignore"):
-                    blow = ~np.isfinite(L) | (L > BLOWUP * L0[idx])
-                    conv = ~blow & (L <= tol[idx])
-                    settled = ~blow & ~conv & no_interp[idx] & (L - floor[idx] <= floor_tol[idx])
-                    # the collapse test is a few passes over theta: every step of a flow (whose steps cost
-                    # far more), every 32nd of discrete steps
-                    collapsed = ~blow & ~conv & ~settled
-                    if stepper.check_every == 1 or k % stepper.check_every == 0:
-                        collapsed &= _collapsed(model, at.theta, scale0[idx], L, L0[idx])
-                    else:
-                        collapsed[:] = False
+                blow = ~np.isfinite(L) | (L > BLOWUP * L0[idx])
+                conv = ~blow & (L <= tol[idx])
+                settled = ~blow & ~conv & no_interp[idx] & (L - floor[idx] <= floor_tol[idx])
+                # the collapse test is a few passes over theta: every step of a flow (whose steps cost
+                # far more), every 32nd of discrete steps
+                collapsed = ~blow & ~conv & ~settled
+                if stepper.check_every == 1 or k % stepper.check_every == 0:
+                    collapsed &= _collapsed(model, at.theta, scale0[idx], L, L0[idx])
+                else:
+                    collapsed[:] = False
                 live = ~(blow | conv | settled | collapsed)
                 scap = live & (steps >= max_steps)
                 tcap = live & ~scap & ((t >= max_time) | stepper.next_passes(carry, max_time))
@@ -463,8 +461,7 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
                     carry = tree_take(carry, keep.nonzero()[0])
                     obj, alg = objective.take(idx), algorithm.take(idx, B)
                     live_band = band[:, idx]
-            with np.errstate(all="ignore"):
-                carry, move = stepper.advance(obj, alg, carry, k)
+            carry, move = stepper.advance(obj, alg, carry, k)
             k += 1
             rec.grad_evals[idx] += move.evals
             if rec.S:
@@ -489,8 +486,6 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
                     live_band = band[:, idx]
             if bar.total and k % 50 == 0:
                 _postfix(bar, idx, carry)
-    finally:
-        bar.close()
 
 
 def _diverged_message(name, L, t, steps):

@@ -46,8 +46,8 @@ class Depth:
         return _kernels.depth_vjp(theta, g, self.depth)
 
     def descend(self, theta, D, eta):
-        """`theta' = theta - eta D` for `eta` of shape (B,), and `beta(theta')`, in one pass.
-        Returns shapes (B, 2, d) and (B, d)."""
+        """`theta' = theta - eta D` for `eta` of shape (B,), and `beta(theta')`, in one pass, `theta'`
+        written over `D` (the caller's own array). Returns shapes (B, 2, d) and (B, d)."""
         return _kernels.depth_descend(theta, D, eta, self.depth)
 
     def jac(self, theta):
@@ -117,8 +117,9 @@ class Product:
         return theta[:, ::-1] * g[:, None, :]
 
     def descend(self, theta, D, eta):
-        """`theta' = theta - eta D` for `eta` of shape (B,), and `beta(theta')`."""
-        theta = theta - eta[:, None, None] * D
+        """`theta' = theta - eta D` for `eta` of shape (B,), and `beta(theta')`; `D` is the caller's own array."""
+        D *= eta[:, None, None]
+        theta = theta - D
         return theta, self.beta(theta)
 
     def curvature(self, theta, g, w):

@@ -117,7 +117,8 @@ class Objective:
         return self.model.vjp(theta, g)
 
     def descend(self, theta, D, eta):
-        """The `Point` at `theta - eta D` (`eta` of shape (B,)), its `beta` formed in the same pass."""
+        """The `Point` at `theta - eta D` (`eta` of shape (B,)), its `beta` formed in the same pass;
+        `D` is the caller's own array, which it may overwrite (the stepper's contract with `update`)."""
         theta, beta = self.model.descend(theta, D, eta)
         p = Point(self, theta)
         p.__dict__["beta"] = beta
