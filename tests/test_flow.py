@@ -142,3 +142,16 @@ def test_noisy_overdetermined_problem_settles_in_few_steps():
     res = dln.run(p, dln.GR(np.array([0.0, 0.1])), dln.Flow(max_steps=20_000), alpha=0.5)
     assert list(res.status) == ["no_interpolator"] * 2, res.message
     assert np.all(res.steps < 20_000)
+
+
+def test_gradient_flow_at_alpha_1e_minus_60_reaches_the_min_l1_interpolator():
+    """At alpha = 1e-60 (z must travel ~ log(1/alpha^2) = 276 before a coordinate grows) the flow in nu
+    still converges, to min_l1 (HiGHS LP) up to the dual's own distance alpha^(2(1 - kappa)) (tiny here;
+    solve_dual, Newton, measures it) plus the stop at loss 1e-14 L0 (beta within ~1e-7 relative, measured
+    6e-8): bound 1e-6 max|beta_l1| on top of the dual's distance."""
+    p = dln.make_problem(n=5, d=12, s=6, seed=2, n_test=0)
+    res = dln.run(p, dln.GD(), dln.Flow(rtol=1e-6), alpha=1e-60)
+    assert res.status[0] == "converged"
+    l1 = dln.min_l1(p)[0]
+    dual = dln.solve_dual(p, 1e-60).beta[0]
+    assert np.abs(res.final.beta[0] - l1).max() <= np.abs(dual - l1).max() + 1e-6 * np.abs(l1).max()
