@@ -23,6 +23,7 @@ slider position is kept in a cache but not drawn.
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
+import re
 import sys
 import threading
 from collections import OrderedDict
@@ -72,6 +73,8 @@ LOSS_TOL = 1e-8
 #: drawn hollow on the curve
 MAX_STEPS = 3000
 CURVE_MAX_STEPS = 3000
+#: the most alphas `dln explore --curve-points` takes
+MAX_CURVE_POINTS = 200
 
 
 def explorer_flow(max_steps):
@@ -703,7 +706,16 @@ def add_arguments(parser, cmd="explore"):
 
 
 def main(args, cmd="explore"):
-    """`dln explore`: open the window (blocks until it is closed), or `--save` an image of it."""
+    """`dln explore`: open the window (blocks until it is closed), or `--save` an image of it; errors name
+    the flags (`--alpha`), not the function's arguments (`alpha`)."""
+    try:
+        return _main(args)
+    except InputError as e:
+        flag = lambda m: f"`--{m.group(1).replace('_', '-')}`"  # noqa: E731
+        raise InputError(re.sub(r"`(n|d|s|noise|seed|alpha|algorithm|gamma|eps|max_steps|data)`", flag, str(e))) from None
+
+
+def _main(args):
     opts = {k: getattr(args, k) for k in ("n", "d", "s", "noise")}
     problem = None
     if args.data is not None:
@@ -711,8 +723,9 @@ def main(args, cmd="explore"):
         if given:
             raise InputError(f"`--data` and the problem options {', '.join(given)} exclude each other: give one")
         problem = load_problem(args.data)
-    if args.curve_points < 0:
-        raise InputError(f"`--curve-points` must be an integer >= 0; got {args.curve_points}")
+    if not 0 <= args.curve_points <= MAX_CURVE_POINTS:
+        raise InputError(f"`--curve-points` must be an integer with 0 <= curve-points <= {MAX_CURVE_POINTS} (each "
+                         f"point is one more simulated run per slider move); got {args.curve_points}")
     if args.save:  # before any work
         if not os.path.splitext(args.save)[1]:
             raise InputError(f"`--save` needs a file extension such as .png; got {args.save!r}")
