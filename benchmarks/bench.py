@@ -1,11 +1,13 @@
 """`dln bench`: `dln` side by side with what a researcher would otherwise use, in one run.
 
-Every figure is a ratio of things timed in the same process, interleaved repeat
-by repeat (each repeat runs every contender once, in turn), summarised by the
-median over repeats, with the BLAS pinned to one thread (stated in the output),
+Every figure is a ratio of things timed in the same process (CPU seconds of the
+process, so that other jobs on a shared machine do not count), interleaved
+repeat by repeat (each repeat runs every contender once, in turn), summarised by
+the median over repeats, with the BLAS pinned to one thread (stated in the output),
 and only after the contenders were checked to compute the same thing:
 
-1. **Steps**: discrete GD and F-GR runs, `B` runs of `K` steps, at
+1. **Steps**: discrete GD and F-GR runs, `B` runs of `K` and `3K` steps (per step: the
+   difference, so start-up and final work are reported apart), at
    (B, n, d) = (256, 40, 200) and (1024, 100, 1000): one `dln.run` against a
    per-run NumPy loop (as the public notebooks write it), a JAX `jit` +
    `lax.scan` step and a numba-fused step (both hand-written for this one
@@ -80,8 +82,8 @@ class Size:
 SIZES = {
     "full": Size(((256, 40, 200, 200), (1024, 100, 1000, 20)), 8, 5, (40, 200), (0.1, 1e-3, 1e-6),
                  (0.1, 1e-3, 1e-6), 32, 3, (100, 1000), 60.0, (10_000, 100_000, 1_000_000)),
-    "quick": Size(((256, 40, 200, 60), (1024, 100, 1000, 6)), 4, 3, (40, 200), (0.1, 1e-3), (0.1,), 8, 1,
-                  (100,), 10.0, (1_000, 10_000)),
+    "quick": Size(((256, 40, 200, 40), (1024, 100, 1000, 2)), 2, 3, (40, 200), (0.1, 1e-3), (0.1,), 8, 1,
+                  (100,), 10.0, (1_000, 3_000)),
     "smoke": Size(((12, 6, 15, 10),), 2, 1, (8, 20), (0.5,), (0.5,), 3, 1, (20,), 5.0, (100, 300)),
 }
 
@@ -116,6 +118,11 @@ def _installed(name):
     return importlib.util.find_spec(name) is not None
 
 
+#: the clock of every timing: CPU seconds of this process (one BLAS and one XLA thread), which on a
+#: shared machine does not count the time other jobs hold the cores, as wall time would
+clock = time.process_time
+
+
 def _race(fns, repeats):
     """Time callables side by side: each repeat runs every one once, in turn.
 
@@ -125,9 +132,9 @@ def _race(fns, repeats):
     out = {}
     for _ in range(repeats):
         for k, f in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             out[k] = f()
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(clock() - t0)
     return {k: float(np.median(v)) for k, v in times.items()}, out
 
 
@@ -275,6 +282,25 @@ def jax_steps(X, y, alphas, eta, steps, fgr=None):
     return run, th0
 
 
+def _race_steps(fns, K, repeats):
+    """Per-step seconds of callables `f(steps)`, side by side: each repeat runs every one for `K` and
+    for `3 K` steps, in turn, and takes the difference over `2 K` steps (what a longer run adds per
+    step, without the fixed start-up and final work). Returns `{name: median}`, `{name: f(K)}`, and
+    `{name: median fixed seconds}` (the time of `K` steps less `K` per-step times)."""
+    per, fixed, out = {k: [] for k in fns}, {k: [] for k in fns}, {}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t0 = clock()
+            out[k] = f(K)
+            t1 = clock()
+            f(3 * K)
+            t2 = clock()
+            per[k].append((t2 - t1 - (t1 - t0)) / (2 * K))
+            fixed[k].append((t1 - t0) - K * per[k][-1])
+    med = lambda d: {k: float(np.median(v)) for k, v in d.items()}  # noqa: E731
+    return med(per), out, med(fixed)
+
+
 def bench_steps(size):
     """Item 1: per run-step times of dln and its peers, at each shape, for GD and F-GR."""
     rows = []
@@ -290,37 +316,39 @@ def bench_steps(size):
         for name, alg, fgr in (("GD", dln.GD(), None), ("F-GR", dln.FGR(**FGR_HYPER), FGR_HYPER)):
             grads = 2 if fgr else 1
 
-            def floor():
-                for _ in range(K * grads):
+            def floor(k):
+                for _ in range(k * grads):
                     np.matmul(bf, XT, out=Xb)
                     np.matmul(rf, X, out=gb)
 
-            loop = (lambda a: loop_fgr(X, y, a, ETA, K, **fgr)) if fgr else (lambda a: loop_gd(X, y, a, ETA, K))
+            loop = (lambda a, k: loop_fgr(X, y, a, ETA, k, **fgr)) if fgr else (lambda a, k: loop_gd(X, y, a, ETA, k))
             dln.run(p, alg, dln.Steps(ETA, max_steps=1), alpha=alphas[:2], loss_tol=0)  # load the kernels
-            fns = {"dln": lambda: dln.run(p, alg, dln.Steps(ETA, max_steps=K), alpha=alphas, loss_tol=0).final.beta,
-                   "loop": lambda: np.array([loop(a) for a in alphas[sub]])}
+            fns = {"dln": lambda k: dln.run(p, alg, dln.Steps(ETA, max_steps=k), alpha=alphas, loss_tol=0).final.beta,
+                   "loop": lambda k: np.array([loop(a, k) for a in alphas[sub]])}
             skipped = {}
             if numba is not None:
                 numba_steps(X, y, alphas[:2], ETA, 1, fgr)  # compile (or load the cache) before timing
-                fns["numba"] = lambda: numba_steps(X, y, alphas, ETA, K, fgr)
+                fns["numba"] = lambda k: numba_steps(X, y, alphas, ETA, k, fgr)
             else:
                 skipped["numba"] = "skipped: numba not installed"
             if _installed("jax"):
-                run, th0 = jax_steps(X, y, alphas, ETA, K, fgr)
-                run(th0).block_until_ready()  # compile before timing
-                fns["jax"] = lambda: np.asarray(run(th0).block_until_ready())
+                runs = {k: jax_steps(X, y, alphas, ETA, k, fgr) for k in (K, 3 * K)}
+                for run, th0 in runs.values():
+                    run(th0).block_until_ready()  # compile before timing
+                fns["jax"] = lambda k: np.asarray(runs[k][0](runs[k][1]).block_until_ready())
             else:
                 skipped["jax"] = "skipped: jax not installed"
             fns["floor"] = floor
-            t, out = _race(fns, size.repeats)
+            t, out, fixed = _race_steps(fns, K, size.repeats)
             ref = out["dln"]
             scale = np.abs(ref).max()
             diff = {k: float(np.abs(out[k] - (ref[sub] if k == "loop" else ref)).max() / scale)
                     for k in ("loop", "numba", "jax") if k in out}
-            per = {k: t[k] / ((sub.size if k == "loop" else B) * K) * 1e6 for k in t}
+            per = {k: t[k] / (sub.size if k == "loop" else B) * 1e6 for k in t}
             fused = [per[k] for k in ("jax", "numba") if k in per]
             rows.append(dict(B=B, n=n, d=d, steps=K, algorithm=name, us_per_run_step=per, skipped=skipped,
-                             beta_max_rel_diff=diff, dln_vs_best_fused=per["dln"] / min(fused) if fused else None,
+                             dln_fixed_s=fixed["dln"], beta_max_rel_diff=diff,
+                             dln_vs_best_fused=per["dln"] / min(fused) if fused else None,
                              dln_vs_floor=per["dln"] / per["floor"], loop_vs_dln=per["loop"] / per["dln"]))
     return rows
 
@@ -448,11 +476,11 @@ def slsqp(problem, alpha, cap):
     """
     X, y = problem.X[0], problem.y[0]
     a2 = alpha * alpha
-    t0 = time.perf_counter()
+    t0 = clock()
     last = [np.zeros(problem.d)]
 
     def fun(b):
-        if time.perf_counter() - t0 > cap:
+        if clock() - t0 > cap:
             raise _Capped
         last[0] = b
         return float(dln.Q_alpha(b, alpha))
@@ -461,9 +489,9 @@ def slsqp(problem, alpha, cap):
     try:
         r = minimize(fun, np.zeros(problem.d), jac=lambda b: np.arcsinh(b / (2 * a2)), constraints=[cons],
                      method="SLSQP", options=dict(maxiter=10_000, ftol=1e-12))
-        return r.x, time.perf_counter() - t0, False, int(r.nit)
+        return r.x, clock() - t0, False, int(r.nit)
     except _Capped:
-        return last[0], time.perf_counter() - t0, True, -1
+        return last[0], clock() - t0, True, -1
 
 
 def bench_dual(size, alpha=0.1):
@@ -553,18 +581,19 @@ def _g(x):
 def table(r):
     """The results as text: one block per item, then the goals."""
     m = r["machine"]
-    L = [f"machine: {m['cpu_count']} cores ({m['usable_cpus']} usable), load {m['load_avg']} at start, "
+    L = [f"clock: CPU seconds of this process; machine: {m['cpu_count']} cores ({m['usable_cpus']} usable), load {m['load_avg']} at start, "
          f"{m.get('load_avg_end')} at end; BLAS threads pinned {m['blas_threads'] or 'NOT pinned'}; "
          f"XLA {m['xla_flags']}; versions {m['versions']}"]
-    L.append("1. steps, us per run-step (median); dln / faster of JAX and numba; dln / floor; loop / dln; "
-             "max rel |beta - beta_dln| after K steps")
+    L.append("1. steps, us per run-step (median of what 3K steps add over K); dln / faster of JAX and numba; "
+             "dln / floor; loop / dln; max rel |beta - beta_dln| after K steps; dln's fixed cost per run() call")
     for x in r["steps"]:
         t = x["us_per_run_step"]
         peers = " ".join(f"{k} {_g(t[k])}" if k in t else f"{k} {x['skipped'][k]}"
                          for k in ("dln", "jax", "numba", "loop", "floor"))
         diff = " ".join(f"{k} {v:.1e}" for k, v in x["beta_max_rel_diff"].items())
         L.append(f"   {x['algorithm']:<5} B={x['B']} n={x['n']} d={x['d']} K={x['steps']}: {peers}; "
-                 f"{_g(x['dln_vs_best_fused'])}x; {_g(x['dln_vs_floor'])}x; {_g(x['loop_vs_dln'])}x; {diff}")
+                 f"{_g(x['dln_vs_best_fused'])}x; {_g(x['dln_vs_floor'])}x; {_g(x['loop_vs_dln'])}x; {diff}; "
+                 f"{_g(x['dln_fixed_s'] * 1e3)} ms")
     L.append("2. flows to loss 1e-14 L(0): seconds (median) and grad evals; rel. error to solve_dual's limit")
     for x in r["flows"]["rows"]:
         s, e, err = x["seconds"], x["grad_evals"], x["err"]
