@@ -142,7 +142,7 @@ def add_arguments(parser, cmd):
     for name, decl in _declared().items():
         where = "; ".join(f"{alg}: {h.range}" for alg, h in decl)
         a.add_argument(decl[0][1].cli, dest=f"hyper_{name}", metavar=name.upper(),
-                       type=_number(int if decl[0][1].kind == "int" else float, allow_inf=True, note=f" ({where})"),
+                       type=_number(int if decl[0][1].kind == "int" else float, note=f" ({where})"),
                        help=f"{decl[0][1].help} ({where})")
     for name, decl in _declared(bools=True).items():
         a.add_argument(decl[0][1].cli, dest=f"hyper_{name}", action="store_const", const=True,
