@@ -193,7 +193,8 @@ def _failures(name, cs, carry, ok, speed):
     for i in np.flatnonzero(collapsed):
         failed[i] = "collapsed"
         why[i] = (f"{name}: u, v driven to 0 at t = {t[i]:.6g} without fitting the data (loss {L[i]:.3g}, "
-                  f"min alpha_eff {np.exp(m[i].min()):.3g}): the ascent step is too large for this alpha")
+                  f"min alpha_eff {np.exp(m[i].min()):.3g}): its drift of log alpha_eff outweighs the fit at this "
+                  f"alpha; lower {name}'s hyperparameters or raise alpha")
     for i in np.flatnonzero(stuck & ~collapsed):
         failed[i] = "stalled"
         why[i] = (f"{name}: the flow cannot advance at t = {t[i]:.6g} (loss {L[i]:.3g}, step size {h[i]:.3g}, "
