@@ -54,7 +54,10 @@ def _make_data(args, cmd):
 
 def _status(path):
     from .sweep import status
-    s = status(path)
+    try:
+        s = status(path)
+    except InputError as e:
+        raise InputError(str(e).replace("`out`", "`--status`")) from None
     state = "complete" if s["complete"] else ("not started" if not s["tasks_done"] else "incomplete")
     print(f"{path}: {s['tasks_done']} of {s['tasks']} tasks done ({s['runs_done']} of {s['runs']} runs), "
           f"{state}; started {s['start_time']}" + (f", finished {s['end_time']}" if s["end_time"] else ""))

@@ -127,6 +127,8 @@ def test_store_resume_refusals_and_status(cli, tmp_path):
     assert same(sweep(spec(), out, progress=False), ds)
     code, text, err = cli("sweep", "--status", out)
     assert code == 0 and "6 of 6 tasks done (18 of 18 runs), complete" in text
+    code, text, err = cli("sweep", "--status", tmp_path / "nope.zarr")
+    assert code == 2 and "`--status`" in err and "does not exist" in err
     with pytest.raises(dln.InputError, match=r"different spec: `algorithm.eps` is 0.1 there and 0.2 here"):
         sweep(spec(algorithm={"eps": 0.2}), out, progress=False)
     with pytest.raises(dln.InputError, match="chunk = 4 runs; got chunk = 8"):
