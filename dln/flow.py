@@ -393,7 +393,11 @@ class _Dual(_Coordinates):
         X, n = self.problem.X, self.problem.n
         Qz, _, J = self._Q(theta)
         s = (J[:, 0] / theta[:, 0] - J[:, 1] / theta[:, 1]) * Qz / n
-        K = (X[0] * s[:, None, :]) @ X[0].T if X.shape[0] == 1 else np.matmul(X * s[:, None, :], np.swapaxes(X, 1, 2))
+        B, d = s.shape
+        if X.shape[0] == 1:  # one GEMM (B n, d) x (d, n) rather than B small ones
+            K = ((X[0] * s[:, None, :]).reshape(B * n, d) @ X[0].T).reshape(B, n, n)
+        else:
+            K = np.matmul(X * s[:, None, :], np.swapaxes(X, 1, 2))
         N = K + np.eye(n) / hg[:, None, None]
         if np.any(self.stiff):
             N += self.stiff[:, None, None] * np.matmul(K, K)
