@@ -24,6 +24,7 @@ import concurrent.futures as cf
 import multiprocessing as mp
 import os
 import re
+import signal
 import sys
 import threading
 from collections import OrderedDict
@@ -225,6 +226,12 @@ def _ready():
     """A no-op job: starts a worker process (which imports `dln`) before the first real request."""
 
 
+def _worker_init():
+    """Workers ignore Ctrl-C: the terminal sends it to the whole process group, and the window's process
+    answers it (one line, exit 130) and shuts them down; a worker would print a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _executor(background):
     """`(executor or None, owned)` for the `background` argument of `explore`."""
     if background is False:
@@ -234,7 +241,7 @@ def _executor(background):
     if background in (True, "process") and sys.platform.startswith("linux") and threading.active_count() == 1:
         # fork (before the window exists, and with no other thread to copy mid-lock); spawn would re-run an
         # unguarded script's top level in each worker
-        return cf.ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("fork")), True
+        return cf.ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("fork"), initializer=_worker_init), True
     if background in (True, "process", "thread"):
         return cf.ThreadPoolExecutor(max_workers=2, thread_name_prefix="dln-explore"), True
     raise InputError("`background` must be True (or 'process'), 'thread', False or a concurrent.futures.Executor; "

@@ -158,3 +158,23 @@ def test_closed_pipe_ends_quietly():
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 141 and err == "", err
 
+
+
+def _sigint_disposition():
+    return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_explorer_workers_leave_ctrl_c_to_the_window():
+    """Ctrl-C reaches every process of the terminal's group: the explorer's worker processes ignore it,
+    so only the window's process answers (one line, exit 130) instead of each worker's traceback."""
+    import concurrent.futures as cf
+
+    from dln.explore import _executor
+
+    pool, owned = _executor(True)
+    try:
+        if not isinstance(pool, cf.ProcessPoolExecutor):
+            pytest.skip("worker processes are forked only on Linux with no other thread running")
+        assert pool.submit(_sigint_disposition).result(timeout=60)
+    finally:
+        pool.shutdown()
