@@ -587,3 +587,109 @@ def all_derivations(quick=False):
     out += [mirror_split(a, n, d) for a in THEORY_DRIFT]
     out += [fd_expansion(n, d), igr(), flooding(), discrete_gd(), depth(3), depth(4)]
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Stochastic and stateful algorithms (issue 10)
+# ---------------------------------------------------------------------------------------------
+
+#: the per-coordinate factor of a step whose direction is `J^T g~` (SGD, label noise, flooding), and the
+#: m-sharpness drift per group, in placeholder symbols (`e_G`: the group's ascent step)
+g_tilde = sp.symbols("gtilde", real=True)
+
+
+def uv_step():
+    """Any step `theta <- theta - eta J^T g~` on `beta = u*u - v*v`, whatever `g~` is (a mini-batch gradient
+    `X_B^T r_B / b`, a noisy-label gradient `X^T (r - sigma xi) / n`, flooding's `+-g`):
+    `u <- u (1 - 2 eta g~)`, `v <- v (1 + 2 eta g~)`, so `u v` is multiplied by `1 - 4 eta^2 g~^2`, exactly.
+    `log alpha_eff` falls by `-(1/2) log(1 - 4 eta^2 g~^2) >= 2 eta^2 g~^2` per step: larger stochastic
+    gradients shrink `alpha_eff` more (Pesme et al. 2021). For label noise, `E[g~_i^2] = g_i^2 + sigma^2
+    ||X_:i||^2 / n^2`, which stays positive when the loss hovers (`g -> 0`)."""
+    Dn = Derivation("stochastic steps: u v factor")
+    u1 = u - eta * 2 * u * g_tilde
+    v1 = v - eta * (-2 * v * g_tilde)
+    Dn.identities["uv_factor"] = sp.expand(u1 * v1 - u * v * (1 - 4 * eta**2 * g_tilde**2))
+    sigma, xi, gi, xsq, n_ = sp.symbols("sigma xi g_i xsq n", real=True)
+    # label noise, one coordinate: g~_i = g_i - sigma (X^T xi)_i / n with E[(X^T xi)_i^2] = ||X_:i||^2 = xsq
+    Dn.identities["label_noise_second_moment"] = sp.expand(
+        (gi - sigma * xi / n_) ** 2).subs(xi**2, xsq).subs(xi, 0) - (gi**2 + sigma**2 * xsq / n_**2)
+    Dn.results.update(uv_factor=1 - 4 * eta**2 * g_tilde**2,
+                      label_noise_rate=-2 * eta**2 * (gi**2 + sigma**2 * xsq / n_**2))
+    Dn.notes.append("any step with direction J^T g~ multiplies u v by 1 - 4 eta^2 g~^2 (exact); label noise: "
+                    "E[g~_i^2] = g_i^2 + sigma^2 ||X_:i||^2/n^2, so log alpha_eff keeps falling by about "
+                    "2 eta^2 sigma^2 ||X_:i||^2/n^2 per step once the loss hovers")
+    return Dn
+
+
+def msharp_split(n=2, d=2):
+    """The flow of per-example (m = 1) USAM/SAM on `beta = u*u - v*v` with symbolic data, split as in
+    `mirror_split`: `D = (1/n) sum_k grad l_k(theta + e_k grad l_k)`, `l_k = r_k^2/2` (`e_k = rho` for USAM,
+    `rho/||grad l_k||` for SAM: a positive symbol per example). With `g_k = x_k r_k` and `g_k^+ = x_k
+    r_k(theta + e_k grad l_k)`: `u'/u = -2h - c`, `v'/v = 2h - c`, `h = (1/n) sum_k g_k^+` (in the span of
+    `X^T`) and `c = (1/n) sum_k 4 e_k g_k g_k^+`, the per-group analogue of `4 rho g g_+`; for groups of
+    `m` the same algebra gives `c = (m/n) sum_G 4 e_G g_G g_G^+` (`g_G = X_G^T r_G/m`), and `m = n` is USAM/SAM.
+    """
+    us = sp.symbols(f"u0:{d}", positive=True)
+    vs = sp.symbols(f"v0:{d}", positive=True)
+    X = sp.Matrix(n, d, lambda k, i: sp.Symbol(f"x{k}{i}", real=True))
+    y = sp.symbols(f"y0:{n}", real=True)
+    es = sp.symbols(f"e0:{n}", positive=True)
+
+    def r(k, uu, vv):
+        return sum(X[k, i] * (uu[i] ** 2 - vv[i] ** 2) for i in range(d)) - y[k]
+
+    Du, Dv = [0] * d, [0] * d
+    gk, gp = [], []
+    for k in range(n):
+        rk = r(k, us, vs)
+        gl = [X[k, i] * rk for i in range(d)]  # grad_beta l_k
+        up = [us[i] + es[k] * 2 * us[i] * gl[i] for i in range(d)]
+        vp = [vs[i] - es[k] * 2 * vs[i] * gl[i] for i in range(d)]
+        rp = r(k, up, vp)
+        gk.append(gl)
+        gp.append([X[k, i] * rp for i in range(d)])
+        # grad_theta l_k at the perturbed point, by differentiation of l_k there
+        t = sp.symbols(f"t0:{2 * d}")
+        lk = r(k, t[:d], t[d:]) ** 2 / 2
+        sub = dict(zip(t, up + vp))
+        for i in range(d):
+            Du[i] += sp.diff(lk, t[i]).subs(sub, simultaneous=True) / n
+            Dv[i] += sp.diff(lk, t[d + i]).subs(sub, simultaneous=True) / n
+    Dn = Derivation("m-sharpness (m = 1) mirror split")
+    for i in range(d):
+        ur, vr = -Du[i] / us[i], -Dv[i] / vs[i]
+        h = sum(gp[k][i] for k in range(n)) / n
+        c = sum(4 * es[k] * gk[k][i] * gp[k][i] for k in range(n)) / n
+        Dn.identities[f"u_rate_{i}"] = sp.expand(sp.cancel(ur - (-2 * h - c)))
+        Dn.identities[f"v_rate_{i}"] = sp.expand(sp.cancel(vr - (2 * h - c)))
+    Dn.results.update(h=sp.Symbol("(1/n) sum_k g_k^+"), c=sp.Symbol("(m/n) sum_G 4 e_G g_G g_G^+"))
+    Dn.notes.append("per-example USAM/SAM: u'/u = -2h - c, v'/v = 2h - c with h = (1/n) sum_k x_k r_k^+ in the "
+                    "span of X^T and c = (1/n) sum_k 4 e_k g_k g_k^+ (e_k = rho, or rho/||grad l_k|| for SAM): "
+                    "alpha_eff(inf) = alpha exp(-int c dt); groups of m: c = (m/n) sum_G 4 e_G g_G g_G^+")
+    return Dn
+
+
+def heavy_ball():
+    """Heavy ball `m_k = beta m_{k-1} + grad L(theta_k)`, `theta_{k+1} = theta_k - eta m_k` on a quadratic
+    direction `lambda theta`: `theta_{k+1} = (1 + beta - eta lambda) theta_k - beta theta_{k-1}`, whose slow
+    root is `z = 1 - eta lambda/(1 - beta) + O(eta^2)`: `theta_k ~ exp(-lambda eta k/(1 - beta))`, gradient flow
+    in the time `eta k/(1 - beta)`, to first order in `eta` (the fast root `~ beta` dies out)."""
+    lam, beta_ = sp.symbols("lambda beta", positive=True)
+    zz = sp.symbols("z")
+    char = zz**2 - (1 + beta_ - eta * lam) * zz + beta_
+    z1 = 1 - eta * lam / (1 - beta_)
+    Dn = Derivation("heavy ball: time eta k / (1 - beta)")
+    # char(z1) = O(eta^2) and d char/dz = 1 - beta != 0 at (z, eta) = (1, 0): the slow root is z1 + O(eta^2)
+    at_z1 = sp.expand(sp.cancel(char.subs(zz, z1) * (1 - beta_) ** 2))
+    Dn.identities["root_at_eta_0"] = char.subs({zz: 1, eta: 0})
+    Dn.identities["slow_root_first_order"] = at_z1.coeff(eta, 1)
+    Dn.identities["simple_root"] = sp.simplify(sp.diff(char, zz).subs({zz: 1, eta: 0}) - (1 - beta_))
+    ser = z1
+    Dn.results.update(slow_root=ser, time=sp.Symbol("eta k / (1 - beta)"))
+    Dn.notes.append("heavy ball with momentum beta follows gradient flow in time eta k/(1 - beta), error O(eta)")
+    return Dn
+
+
+def stochastic_derivations():
+    """The derivations of the stochastic claim group (`analysis.validate.stochastic_rows`)."""
+    return [uv_step(), msharp_split(), heavy_ball()]

@@ -76,7 +76,7 @@ def _tiny():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("group", ["gf", "drift", "igr", "discrete", "flooding", "depth"])
+@pytest.mark.parametrize("group", ["gf", "drift", "igr", "discrete", "flooding", "depth", "stochastic"])
 def test_reduced_validation_holds(group):
     """A reduced validation run: every claim of the group holds (the continuous ones to 1e-6)."""
     cfg = _tiny()
