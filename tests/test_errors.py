@@ -126,6 +126,8 @@ def test_sigterm_is_one_line_and_removes_partial_files(cli, monkeypatch, tmp_pat
     """SIGTERM raises in the main thread, so the `finally` of `atomic_path` removes the partial file."""
     def main(args, cmd):
         with atomic_path(tmp_path / "out.png") as tmp:
+            # what a SIGKILL (no cleanup possible) would leave says what it is, in plain sight
+            assert os.path.basename(tmp).startswith("out.incomplete-") and tmp.endswith(".png")
             open(tmp, "w").write("partial")
             os.kill(os.getpid(), signal.SIGTERM)
             signal.sigtimedwait([], 1)  # the handler has run by the time the next bytecode executes
