@@ -15,8 +15,9 @@ from figures import cli as fcli  # noqa: E402
 FIGURES = fcli.available()
 
 
-def test_the_eight_figures_of_the_issue_exist():
-    assert [f[:5] for f in FIGURES] == [f"fig0{i}" for i in range(1, 9)]
+def test_the_figures_of_the_issues_exist():
+    """Eight theory figures, and fig09 (stochastic algorithms, issue 10)."""
+    assert [f[:5] for f in FIGURES] == [f"fig0{i}" for i in range(1, 10)]
 
 
 @pytest.mark.parametrize("name", FIGURES)
