@@ -267,3 +267,24 @@ class Momentum(Algorithm):
 
 #: wrappers the CLI applies when one of their flags is given, innermost first
 WRAPPERS = (MSharpness, MiniBatch, Momentum)
+
+
+def hyperparameter_table():
+    """Markdown table of every algorithm's hyperparameters (the registry, then the wrappers), rendered from
+    the declarations: CLI name or class, flag, range, default, per-run or not, help. The README holds
+    exactly this output (`tests/test_stochastic.py`)."""
+    from .algorithms import ALGORITHMS
+    from ._hyper import REQUIRED
+
+    lines = ["| algorithm | flag | range | default | per run | meaning |", "|---|---|---|---|---|---|"]
+    for who, cls in [*((f"`{k}`", c) for k, c in ALGORITHMS.items()), *((f"{w.__name__} (wrapper)", w) for w in WRAPPERS)]:
+        shown = [h for h in cls.hyper if h.kind != "algorithm"]
+        for h in shown:
+            default = "required" if h.default is REQUIRED else f"`{h.default}`"
+            # a registered algorithm's True/False switch is a keyword of the library, not a CLI flag
+            flag = f"keyword `{h.name}`" if h.kind == "bool" and cls not in WRAPPERS else f"`{h.cli}`"
+            cells = [who, flag, h.range, default, "yes" if h.per_run else "no", h.help]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        if not shown:
+            lines.append(f"| {who} | | | | | no hyperparameter |")
+    return "\n".join(lines)

@@ -335,3 +335,11 @@ def test_cli_wrappers_follow_their_flags(cli):
                        (["--algorithm", "gd", "--m", "2"], "MSharpness")):
         code, out, err = cli("simulate", *argv, "--steps", "--max-steps", "5")
         assert code == 2 and flag in err and err.count("\n") == 1, err
+
+
+def test_readme_holds_exactly_the_generated_hyperparameter_table():
+    from pathlib import Path
+    from dln.stochastic import hyperparameter_table
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    begin, end = "<!-- hyperparameter table: begin -->\n", "\n<!-- hyperparameter table: end -->"
+    assert text[text.index(begin) + len(begin):text.index(end)] == hyperparameter_table()
