@@ -168,6 +168,16 @@ def _group_apply(beta, X):
     return np.einsum("bgd,gmd->bgm", beta, X[0]) if X.shape[0] == 1 else np.einsum("bgd,bgmd->bgm", beta, X)
 
 
+def _rows(v, M):
+    """`M v` per run: `v` (B, d), `M` (P, n, d) with P = 1 or B; shape (B, n)."""
+    return v @ M[0].T if M.shape[0] == 1 else np.matmul(M, v[..., None])[..., 0]
+
+
+def _cols(r, M):
+    """`M^T r` per run: `r` (B, n), `M` (P, n, d); shape (B, d)."""
+    return r @ M[0] if M.shape[0] == 1 else np.matmul(r[:, None, :], M)[:, 0, :]
+
+
 class MSharpness(Algorithm):
     """m-sharpness of an F-GR-family algorithm (Foret et al. 2021; Andriushchenko & Flammarion 2022).
 
@@ -178,8 +188,9 @@ class MSharpness(Algorithm):
     `p_G = grad l_G` (or `grad l_G / ||grad l_G||` for a normalized base, 0 at a zero gradient), with the
     base's `gamma`, signed ascent `eps` and normalization. For USAM and SAM (`gamma = eps = rho`) this is
     `D = (m/n) sum_G grad l_G(theta + rho p_G)`; `m = n` is the base itself (to round-off), `m = 1` is
-    per-example SAM. The per-group perturbed gradients are computed for every group at once (arrays of
-    shape (B, n/m, 2, d)), for any model.
+    per-example SAM. For `m = 1` on a model quadratic in theta (squares, product) the perturbed gradients
+    are summed in closed form by five matrix products (`_per_example`); otherwise every group is formed at
+    once, in arrays of shape (B, n/m, 2, d) (`_groups`).
     """
 
     hyper = (BASE, Hyper("m", "m-sharpness: examples per group (a divisor of n; m = n is full-batch)", kind="int",
@@ -200,6 +211,45 @@ class MSharpness(Algorithm):
         return self.base.stiffness()
 
     def update(self, at, state, step):
+        model = at.objective.model
+        # per example on a model quadratic in theta (squares, product): closed form by matrix products
+        Dp = self._per_example(at) if self.m == 1 and getattr(model, "depth", 2) == 2 else self._groups(at)
+        grad = at.grad
+        Dp -= grad
+        Dp *= per_run(self.base.gamma, at.theta) / per_run(self.base.ascent(), at.theta)
+        Dp += grad
+        return Dp, state
+
+    def _per_example(self, at):
+        """`(1/n) sum_k grad l_k(theta + e_k p_k)` for `m = 1` on a model whose `beta` is quadratic in theta.
+
+        `grad l_k = J^T x_k r_k`, so the perturbed point is `theta + t_k J` with `t_ki = s_k x_ki`,
+        `s_k = eps r_k` (or `eps r_k / ||grad l_k||`, `||grad l_k||^2 = r_k^2 sum_i x_ki^2 |J_i|^2`).
+        For a quadratic model `beta_i(theta + t J) = beta_i + t P1_i + t^2 P2_i` with `P1 = |J|^2`,
+        `P2 = J . (d^2 beta/d theta^2) J / 2`, and `J(theta + t J) = J + t K`, `K = (d^2 beta/d theta^2) J`:
+        `r_k^+ = r_k + s_k [X^2 P1]_k + s_k^2 [X^3 P2]_k` and
+        `D = J (X^T r^+)/n + K ((X^2)^T (s r^+))/n`: products with `X`, `X^2 = X*X`, `X^3`, no (B, n, d) array.
+        """
+        obj, base = at.objective, self.base
+        prob, theta = obj.problem, at.theta
+        J = obj.model.jac(theta)
+        K = obj.model.curvature(theta, np.ones_like(at.beta), J)
+        P1 = np.einsum("bkd,bkd->bd", J, J)
+        P2 = 0.5 * np.einsum("bkd,bkd->bd", J, K)
+        X2 = prob.X * prob.X
+        r = at.residual
+        q1 = _rows(P1, X2)                                      # ||grad l_k||^2 / r_k^2
+        s = per_run(base.ascent(), r) * r
+        if base.normalized:
+            w = np.sqrt(q1)
+            s = np.where((r != 0) & (w > 0), per_run(base.ascent(), r) * np.sign(r) / np.where(w > 0, w, 1.0), 0.0)
+        rp = r + s * q1 + s * s * _rows(P2, X2 * prob.X)
+        D = J * (_cols(rp, prob.X) / prob.n)[:, None]
+        D += K * (_cols(s * rp, X2) / prob.n)[:, None]
+        return D
+
+    def _groups(self, at):
+        """`(m/n) sum_G grad l_G(theta + eps p_G)`, every group at once (arrays of shape (B, n/m, 2, d))."""
         base, obj = self.base, at.objective
         model, prob = obj.model, obj.problem
         theta = at.theta
@@ -223,12 +273,8 @@ class MSharpness(Algorithm):
         gp = _group_sum(rG, X)
         gp /= m
         D = np.einsum("bgkd,bgd->bkd", model.jac(flat).reshape(B, G, 2, d), gp)
-        D /= G                                                 # (m/n) sum_G grad l_G(theta + eps p_G)
-        grad = at.grad
-        D -= grad
-        D *= per_run(base.gamma, theta) / per_run(base.ascent(), theta)
-        D += grad
-        return D, state
+        D /= G
+        return D
 
 
 class Momentum(Algorithm):

@@ -152,6 +152,8 @@ CASES = {  # id -> (library algorithm, reference kwargs)
     "minibatch flood b=4": (dln.MiniBatch(dln.Flooding(0.02), 4), dict(kind="minibatch", base="flood", b=4)),
     "label noise": (dln.LabelNoise(0.3), dict(kind="label_noise", base="gd", sigma=0.3)),
     "1-sam": (dln.MSharpness(dln.SAM(0.05), 1), dict(kind="msharp", base="sam", m=1)),
+    "1-usam": (dln.MSharpness(dln.USAM(0.05), 1), dict(kind="msharp", base="usam", m=1)),
+    "1-fgr": (dln.MSharpness(dln.FGR(0.05, -0.05), 1), dict(kind="msharp", base="fgr", m=1, eta=0.005)),
     "2-usam": (dln.MSharpness(dln.USAM(0.05), 2), dict(kind="msharp", base="usam", m=2)),
     "4-fgr": (dln.MSharpness(dln.FGR(0.05, -0.05), 4), dict(kind="msharp", base="fgr", m=4)),
     "heavy ball gd": (dln.Momentum(dln.GD(), 0.9), dict(kind="full", base="gd", momentum=0.9)),
@@ -168,8 +170,9 @@ MAX_DIFF = {}
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_each_algorithm_matches_its_hand_written_loop(prob, case):
-    alg, kw = CASES[case]
-    eta, K, alpha, seed = 0.02, 60, 0.7, 17
+    alg, kw = CASES[case][0], dict(CASES[case][1])
+    # per-example B-GR is stable only below eta ~ 0.01 here (its one-row Hessians are large)
+    eta, K, alpha, seed = kw.pop("eta", 0.02), 60, 0.7, 17
     th0 = np.full((2, prob.d), alpha)
     ref = _reference(th0=th0, X=prob.X[0], y=prob.y[0], eta=eta, K=K, seed=seed, **kw)
     res = dln.run(prob, alg, dln.Steps(eta, max_steps=K), alpha=alpha, loss_tol=0, sample_seed=seed)
@@ -209,6 +212,21 @@ def test_m_equal_n_is_the_base_algorithm_to_round_off(prob, base, rng):
     r1 = dln.run(prob, dln.MSharpness(alg, prob.n), dln.Steps(0.02, max_steps=30), alpha=0.5, loss_tol=0)
     r0 = dln.run(prob, alg, dln.Steps(0.02, max_steps=30), alpha=0.5, loss_tol=0)
     np.testing.assert_allclose(r1.theta, r0.theta, rtol=30 * 64 * np.finfo(float).eps)
+
+
+@pytest.mark.parametrize("model", [dln.Squares(), dln.Product(), dln.Depth(3)])
+@pytest.mark.parametrize("make", [dln.SAM, dln.USAM])
+def test_per_example_sharpness_is_the_mean_of_one_row_problems(model, make, rng):
+    """m = 1 (closed form by matrix products on quadratic models, groups of one on the others) against its
+    definition: the mean over k of the base's direction on the one-row problem (X[k], y[k]), whose loss is
+    l_k = r_k^2 / 2."""
+    p = dln.make_problem(n=6, d=9, s=2, seed=4, n_test=0)
+    theta = rng.uniform(0.2, 1.0, (3, 2, p.d))
+    D = dln.direction(dln.MSharpness(make(0.1), 1), dln.Objective(p, model), theta)
+    ref = np.mean([dln.direction(make(0.1), dln.Objective(dln.Problem.from_arrays(p.X[0, k:k + 1], p.y[0, k:k + 1]),
+                                                           model), theta) for k in range(p.n)], axis=0)
+    # the same terms summed in another order: a few ulps of the largest term
+    assert np.abs(D - ref).max() <= 64 * np.finfo(float).eps * p.n * np.abs(ref).max()
 
 
 def test_m_sharpness_is_a_flow(prob):
