@@ -412,7 +412,10 @@ class LogFlow:
             return np.log(self.loss(z)) - np.log(stop)
         event.terminal, event.direction = True, -1
         self.nfev = 0
-        sol = solve_ivp(self.rhs, (0, 1e12), z0, method=method, jac=self.jac, rtol=RTOL, atol=ATOL, events=event)
+        # a trial step the solver then rejects may overflow exp (seen with BDF at alpha = 1e-6)
+        with np.errstate(over="ignore", invalid="ignore"):
+            sol = solve_ivp(self.rhs, (0, 1e12), z0, method=method, jac=self.jac, rtol=RTOL, atol=ATOL,
+                            events=event)
         z = sol.y[:, -1]
         s, t = np.exp(2 * z[:d]), np.exp(2 * z[d:])
         return s - t, np.exp((z[:d] + z[d:]) / 2), self.nfev, int(sol.njev), sol.status == 1
