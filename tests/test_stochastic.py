@@ -267,13 +267,13 @@ def test_batched_runs_equal_single_runs_with_staggered_stops(small, name):
 
 
 def test_a_stopped_run_does_not_disturb_the_others_momentum(small):
-    """Momentum kept in the state: the run that stops first (converged at step ~100 of 400) leaves the
-    others' trajectories exactly as when run alone (the issue's 803-vs-802-step failure)."""
+    """Momentum kept in the state: the runs that stop first (converged at steps 116 and 129 of 400) leave
+    the others' trajectories as when run alone (the issue's 803-vs-802-step failure)."""
     alg = dln.Momentum(dln.SGD(4), 0.9)
     alpha = np.array([1.0, 0.3, 0.1])
     tol = dict(loss_tol=1e-4)
     both = dln.run(small, alg, dln.Steps(0.01, 400), alpha=alpha, sample_seed=[1, 2, 3], **tol)
-    assert both.steps[0] < both.steps[1] < 400 or both.steps[0] < 400
+    assert len(set(both.steps.tolist())) == 3, "the three runs stop at different steps"
     for b in range(3):
         one = dln.run(small, alg, dln.Steps(0.01, 400), alpha=alpha[b], sample_seed=b + 1, **tol)
         assert both.steps[b] == one.steps[0]
