@@ -220,6 +220,15 @@ def _alpha(value, d, default=1.0):
     return a[None, :]
 
 
+def _valid(h, value):
+    """Whether `value` is in the declared range of hyperparameter `h`."""
+    try:
+        h.check(value)
+    except InputError:
+        return False
+    return True
+
+
 def _algorithm(args, cmd):
     """The algorithm object from the registry, with the hyperparameters it declares (parsed and checked by
     its declarations); flags it does not declare draw a warning."""
@@ -234,6 +243,10 @@ def _algorithm(args, cmd):
     used = set(kw).union(*(wkw for _, wkw in wraps))
     unused = [h.cli for name, decl in {**_declared(), **_declared(bools=True)}.items() if name in given and
               name not in used for _, h in decl[:1]]
+    for name, decl in _declared().items():  # an unused value that no algorithm accepts is still an error
+        if name in given and name not in used and not any(_valid(h, given[name]) for _, h in decl):
+            raise InputError(f"`{decl[0][1].cli}` must satisfy {'; '.join(f'{a}: {h.range}' for a, h in decl)}; "
+                             f"got {given[name]!r}")
     if unused:
         flags = ", ".join(h.cli for h in cls.hyper if h.kind not in ("algorithm", "bool")) or "no hyperparameter"
         _warn(cmd, f"{', '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect on "

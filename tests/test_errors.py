@@ -90,6 +90,7 @@ CASES = [
     ("IGR's eta is not the step size", ["simulate", *TINY, "--algorithm", "igr", "--igr-eta", 0.1, "--steps", "--eta", 30],
      "--eta` = 30", "stable range is 0 < `--eta`"),
     ("gr without gamma", ["simulate", *TINY, "--algorithm", "gr"], "--gamma", "gamma >= 0"),
+    ("a value no algorithm accepts, on one that ignores it", ["simulate", *TINY, "--rho", "-1e-3"], "--rho", "rho > 0"),
     ("figures into an existing file", ["figures", "--only", 1, "--out", "{tmp}/afile"], "--out", "existing file"),
     ("figures into /proc", ["figures", "--only", 1, "--thumbnails", "/proc/t", "--out", "{tmp}/f"], "--thumbnails", "cannot be created"),
     ("explore saving into a missing directory", ["explore", "--save", "{tmp}/absent/e.png"], "--save", "existing directory"),
