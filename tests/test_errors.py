@@ -176,7 +176,9 @@ def test_explorer_workers_leave_ctrl_c_to_the_window(monkeypatch):
 
     from dln.explore import _executor
 
-    monkeypatch.setattr("dln.explore.threading.active_count", lambda: 1)
+    import threading
+
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
     pool, owned = _executor(True)
     try:
         assert isinstance(pool, cf.ProcessPoolExecutor)
