@@ -1,7 +1,7 @@
 """Figure 9. Per-example SAM and mini-batch noise shrink `alpha_eff` further than their full-batch forms.
 
 Claim: every discrete step whose direction is `J^T g~` multiplies `u v` by
-`1 - 4 eta^2 g~^2` (THEORY.md), and per-example (m = 1) perturbations and
+`1 - 4 eta^2 g~^2` (docs/theory.md), and per-example (m = 1) perturbations and
 mini-batch gradients are larger than the full-batch ones. So, from the same
 initialization, 1-SAM/1-USAM end at a smaller `alpha_eff(inf)` than full-batch
 SAM/USAM as `rho` grows, and reach a lower test error on the sparse default
