@@ -39,3 +39,17 @@ def test_explore_notebook_runs(tmp_path):
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     # the notebook prints the statuses of its two simulations once they have arrived
     assert outputs.count("converged") + outputs.count("collapsed") + outputs.count("max_steps") >= 2, outputs
+
+
+def test_docs_point_at_files_the_project_ships():
+    """The theory ships as docs/theory.md: no file refers to a THEORY.md or ../shared that a user of the
+    project does not have, and every relative Markdown link of the README resolves."""
+    texts = [p for p in ROOT.rglob("*") if p.suffix in (".py", ".md", ".ipynb", ".toml") and p.is_file()
+             and p != Path(__file__).resolve() and not any(part.startswith(".") or part in ("build", "dist") or part.endswith(".egg-info")
+                         for part in p.relative_to(ROOT).parts)]
+    assert len(texts) > 20
+    stale = [str(p.relative_to(ROOT)) for p in texts if "THEORY.md" in (t := p.read_text(errors="replace"))
+             or "../shared" in t or "shared/docs" in t]
+    assert not stale, stale
+    links = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", README)
+    assert "docs/theory.md" in links and all((ROOT / link).exists() for link in links), links
