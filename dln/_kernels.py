@@ -9,6 +9,8 @@ one temporary per operation; these kernels read `theta` once per quantity:
 - `depth_descend`: `theta - eta D` and its `beta` in the same pass, so the
   next step's `beta` costs no pass of its own;
 - `residual_loss`: `r = X beta - y` in place and `L = ||r||^2 / (2n)`.
+- `quadratic_moments`, `ascent_residuals`, `combine`: the elementwise passes of per-example
+  sharpness (`MSharpness(base, 1)` on a quadratic model) around its matrix products.
 
 Compiled on first use and cached on disk (`cache=True`): a later process
 loads them in milliseconds. `x**k` is formed by repeated products, so for the
@@ -124,3 +126,67 @@ def residual_loss(r, y):
     loss = np.empty(r.shape[0])
     _residual_loss_into(r, _c(y), loss)
     return loss
+
+
+# ---- per-example (m = 1) sharpness on a model quadratic in theta (dln.stochastic.MSharpness) ----
+
+@_jit
+def _moments_into(J, K, P1, P2):
+    for b in range(J.shape[0]):
+        ju, jv, ku, kv, p1, p2 = J[b, 0], J[b, 1], K[b, 0], K[b, 1], P1[b], P2[b]
+        for i in range(p1.size):
+            p1[i] = ju[i] * ju[i] + jv[i] * jv[i]
+        for i in range(p1.size):
+            p2[i] = 0.5 * (ju[i] * ku[i] + jv[i] * kv[i])
+
+
+@_jit
+def _ascent_residuals_into(r, q1, q3, eps, c, normalized, re, w):
+    B, n = r.shape
+    for b in range(B):
+        e, cb = eps[b], c[b]
+        for k in range(n):
+            rk = r[b, k]
+            if normalized:
+                wk = np.sqrt(q1[b, k])
+                s = e * np.sign(rk) / wk if rk != 0.0 and wk > 0.0 else 0.0
+            else:
+                s = e * rk
+            shift = s * q1[b, k] + s * s * q3[b, k]
+            re[b, k] = rk + cb * shift
+            w[b, k] = cb * s * (rk + shift)
+
+
+@_jit
+def _combine_into(J, K, a, b, out):
+    for i in range(J.shape[0]):
+        for k in range(2):
+            jk, kk, ab, bb, o = J[i, k], K[i, k], a[i], b[i], out[i, k]
+            for j in range(o.size):
+                o[j] = jk[j] * ab[j] + kk[j] * bb[j]
+
+
+def quadratic_moments(J, K):
+    """`P1 = |J|^2 = J_u^2 + J_v^2` and `P2 = J . K / 2` per coordinate, shapes (B, d), for the Jacobian
+    `J` and `K = (d^2 beta / d theta^2) J` of shape (B, 2, d), in one pass."""
+    P1, P2 = np.empty((J.shape[0], J.shape[2])), np.empty((J.shape[0], J.shape[2]))
+    _moments_into(J, K, P1, P2)
+    return P1, P2
+
+
+def ascent_residuals(r, q1, q3, eps, c, normalized):
+    """Per-example ascent of `MSharpness(base, 1)` on the residuals, all of shape (B, n), in one pass.
+
+    `s_k = eps r_k` (normalized: `eps sign(r_k) / sqrt(q1_k)`, 0 where `r_k = 0` or `q1_k = 0`),
+    `r_k^+ = r_k + s_k q1_k + s_k^2 q3_k`; returns `r + c (r^+ - r)` and `c s r^+`. `eps`, `c` of shape (B,).
+    """
+    re, w = np.empty(r.shape), np.empty(r.shape)
+    _ascent_residuals_into(r, q1, q3, _c(eps), _c(c), bool(normalized), re, w)
+    return re, w
+
+
+def combine(J, K, a, b):
+    """`J a + K b`, shape (B, 2, d), for `J`, `K` of shape (B, 2, d) and `a`, `b` of shape (B, d), in one pass."""
+    out = np.empty(J.shape)
+    _combine_into(J, K, a, b, out)
+    return out

@@ -24,6 +24,7 @@ the driver slices when runs stop.
 """
 import numpy as np
 
+from . import _kernels
 from . import random as _rng
 from ._checks import InputError
 from ._hyper import Hyper
@@ -211,45 +212,42 @@ class MSharpness(Algorithm):
         return self.base.stiffness()
 
     def update(self, at, state, step):
-        model = at.objective.model
         # per example on a model quadratic in theta (squares, product): closed form by matrix products
-        Dp = self._per_example(at) if self.m == 1 and getattr(model, "depth", 2) == 2 else self._groups(at)
-        grad = at.grad
-        Dp -= grad
-        Dp *= per_run(self.base.gamma, at.theta) / per_run(self.base.ascent(), at.theta)
-        Dp += grad
-        return Dp, state
+        per_example = self.m == 1 and getattr(at.objective.model, "depth", 2) == 2
+        return (self._per_example(at) if per_example else self._groups(at)), state
 
     def _per_example(self, at):
-        """`(1/n) sum_k grad l_k(theta + e_k p_k)` for `m = 1` on a model whose `beta` is quadratic in theta.
+        """`D` for `m = 1` on a model whose `beta` is quadratic in theta, by five matrix products.
 
         `grad l_k = J^T x_k r_k`, so the perturbed point is `theta + t_k J` with `t_ki = s_k x_ki`,
         `s_k = eps r_k` (or `eps r_k / ||grad l_k||`, `||grad l_k||^2 = r_k^2 sum_i x_ki^2 |J_i|^2`).
         For a quadratic model `beta_i(theta + t J) = beta_i + t P1_i + t^2 P2_i` with `P1 = |J|^2`,
         `P2 = J . (d^2 beta/d theta^2) J / 2`, and `J(theta + t J) = J + t K`, `K = (d^2 beta/d theta^2) J`:
         `r_k^+ = r_k + s_k [X^2 P1]_k + s_k^2 [X^3 P2]_k` and
-        `D = J (X^T r^+)/n + K ((X^2)^T (s r^+))/n`: products with `X`, `X^2 = X*X`, `X^3`, no (B, n, d) array.
+        `(1/n) sum_k grad l_k(theta + eps p_k) = J (X^T r^+)/n + K ((X^2)^T (s r^+))/n`. With `grad L = J (X^T r)/n`,
+        `D = grad L + c [...] - c grad L` (`c = gamma/eps`) is `J (X^T (r + c (r^+ - r)))/n + K ((X^2)^T (c s r^+))/n`:
+        products with `X`, `X^2 = X*X`, `X^3`, no (B, n, d) array and no separate `grad L`; the elementwise
+        work is fused (`dln._kernels`).
         """
         obj, base = at.objective, self.base
-        prob, theta = obj.problem, at.theta
+        prob, theta, r = obj.problem, at.theta, at.residual
         J = obj.model.jac(theta)
         K = obj.model.curvature(theta, np.ones_like(at.beta), J)
-        P1 = np.einsum("bkd,bkd->bd", J, J)
-        P2 = 0.5 * np.einsum("bkd,bkd->bd", J, K)
+        P1, P2 = _kernels.quadratic_moments(J, K)
         X2 = prob.X * prob.X
-        r = at.residual
-        q1 = _rows(P1, X2)                                      # ||grad l_k||^2 / r_k^2
-        s = per_run(base.ascent(), r) * r
-        if base.normalized:
-            w = np.sqrt(q1)
-            s = np.where((r != 0) & (w > 0), per_run(base.ascent(), r) * np.sign(r) / np.where(w > 0, w, 1.0), 0.0)
-        rp = r + s * q1 + s * s * _rows(P2, X2 * prob.X)
-        D = J * (_cols(rp, prob.X) / prob.n)[:, None]
-        D += K * (_cols(s * rp, X2) / prob.n)[:, None]
-        return D
+        B = theta.shape[0]
+        eps = np.broadcast_to(base.ascent(), (B,))
+        c = np.broadcast_to(base.gamma, (B,)) / eps
+        # q1 = ||grad l_k||^2 / r_k^2
+        re, w = _kernels.ascent_residuals(r, _rows(P1, X2), _rows(P2, X2 * prob.X), eps, c, base.normalized)
+        a, b = _cols(re, prob.X), _cols(w, X2)
+        a /= prob.n
+        b /= prob.n
+        return _kernels.combine(J, K, a, b)
 
     def _groups(self, at):
-        """`(m/n) sum_G grad l_G(theta + eps p_G)`, every group at once (arrays of shape (B, n/m, 2, d))."""
+        """`D = grad L + (gamma/eps) [(m/n) sum_G grad l_G(theta + eps p_G) - grad L]`, every group at once (arrays
+        of shape (B, n/m, 2, d))."""
         base, obj = self.base, at.objective
         model, prob = obj.model, obj.problem
         theta = at.theta
@@ -274,6 +272,10 @@ class MSharpness(Algorithm):
         gp /= m
         D = np.einsum("bgkd,bgd->bkd", model.jac(flat).reshape(B, G, 2, d), gp)
         D /= G
+        grad = at.grad
+        D -= grad
+        D *= per_run(base.gamma, theta) / per_run(base.ascent(), theta)
+        D += grad
         return D
 
 
