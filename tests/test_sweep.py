@@ -170,7 +170,7 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-def test_local_dask_cluster_gives_the_same_dataset(tmp_path):
+def test_dask_clusters_give_the_same_dataset(tmp_path):
     from distributed import Client
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -187,6 +187,7 @@ def test_local_dask_cluster_gives_the_same_dataset(tmp_path):
         here = sweep(s, workers=1, chunk=4, progress=False)
         there = sweep(s, tmp_path / "r.zarr", chunk=4, scheduler=address, progress=False)
         assert same(there, here)
+        assert same(sweep(s, chunk=4, workers=2, progress=False), here)  # a LocalCluster of two processes
     finally:
         for p in procs[::-1]:
             p.terminate()
