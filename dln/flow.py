@@ -16,12 +16,16 @@ implicit-bias problem, with the exact n x n Jacobian
 `-(4/n) X diag(u^2 + v^2) X^T`. Otherwise (other models, rank-deficient `X`) the
 state is `w = (m, z)` (positive models) or `theta` (the product model).
 
-Methods (Rosenbrock, transformed form; Hairer & Wanner IV.7). With the exact
-Jacobian (gradient flow in `nu`): Shampine's order-4 method (4 stages, 3
-evaluations, embedded order 3, A-stable with `R(inf) = 1/3`). Otherwise the
+Methods. In `nu` (`_Dual`): the variable-order (1-5) NDF of Shampine &
+Reichelt (ode15s, scipy's BDF), batched with a step size and an order per run,
+a simplified Newton iteration whose n x n matrix (the exact Jacobian of gradient
+flow, the Gauss-Newton one `-(K + gamma K^2)` of GR) is kept between steps as
+LSODE keeps it: about one gradient evaluation per step, fewer than scipy's
+LSODA in log coordinates on the default problem. Elsewhere (`w`, `theta`): the
 W-method ROS34PW2 (Rang & Angermann 2005; order 3 for any matrix, embedded
-order 2, L-stable) with the Gauss-Newton matrix of gradient regularization
-`J ~ -(K + gamma K^2)` in `nu` (Woodbury through an n x n system in `w`).
+order 2, L-stable), transformed form (Hairer & Wanner IV.7), with the same
+Gauss-Newton matrix through Woodbury (an n x n system in `w`); 4 evaluations
+per step.
 """
 from dataclasses import replace
 
@@ -38,7 +42,7 @@ MAX_FROZEN = 100
 
 
 class Flow(Declared):
-    """The flow `theta' = -D(theta)`, integrated by a stiff Rosenbrock method (see module doc).
+    """The flow `theta' = -D(theta)`, integrated by a stiff method (see the module doc).
 
     A step is accepted when its local error is at most `atol + rtol max|beta|` in
     `beta` and `rtol` in `log u`, `log v` (as `z = log(u/v)` and `m = log alpha_eff`;
@@ -82,7 +86,6 @@ class Flow(Declared):
 
     def start(self, objective, algorithm, at, state):
         cs = _coordinates(objective, algorithm, at.theta)
-        B = at.theta.shape[0]
         y = cs.y0(at.theta)
         F = cs.rate(at.theta, algorithm.update(at, state, 0)[0])
         # the first step moves the logarithmic coordinates by 1e-3, and beta by at most 1e-3 of its
@@ -91,65 +94,15 @@ class Flow(Declared):
         speed = np.maximum(cs.speed(F, y), np.abs(cs.dbeta(at.theta, F)).max(axis=1) * self.rtol / bscale)
         h = 1e-3 / np.maximum(speed, 1e-300)
         h = np.where(np.isfinite(h), np.minimum(h, self.max_time), self.max_time)
-        return {"at": at, "state": state, "t": np.zeros(B), "steps": np.zeros(B, np.int64), "y": y, "F": F,
-                "h": h, "cs": cs, "rejects": np.zeros(B, np.int64), "frozen": np.zeros(B, np.int64)}
+        B = y.shape[0]
+        carry = {"at": at, "state": state, "t": np.zeros(B), "steps": np.zeros(B, np.int64), "y": y, "h": h,
+                 "cs": cs, "rejects": np.zeros(B, np.int64), "frozen": np.zeros(B, np.int64)}
+        carry.update(cs.method.start(cs, at, y, F, h))
+        return carry
 
     def advance(self, objective, algorithm, carry, k):
-        """One attempted Rosenbrock step per live run, accepted where its local error is within tolerance."""
-        cs, at, state, y, F0, h, t = (carry[key] for key in ("cs", "at", "state", "y", "F", "h", "t"))
-        tab = cs.tableau
-        th = at.theta
-        B = th.shape[0]
-        W = cs.matrix(th, h * tab.gamma)
-        hc = (1 / h)[:, None]
-        U = []
-        Fi = F0
-        for i in range(4):
-            if i and tab.fresh[i]:
-                yi = y + sum(tab.A[i][j] * U[j] for j in range(i) if tab.A[i][j] is not None)
-                Fi = cs.rate(*_direction(objective, algorithm, cs.theta(yi), state))
-            rhs = Fi + sum((tab.C[i][j] * hc) * U[j] for j in range(i)) if i else Fi
-            U.append(W(rhs))
-        y_new = y + sum(tab.M[i] * U[i] for i in range(4))
-        dy = sum(tab.E[i] * U[i] for i in range(4))
-        th_new = cs.theta(y_new)
-        at_new = objective.at(th_new)
-        F_new = cs.rate(th_new, algorithm.update(at_new, state, 0)[0])
-        bscale = self.atol + self.rtol * np.maximum(np.abs(at.beta).max(axis=1), np.abs(at_new.beta).max(axis=1))
-        err = np.maximum(np.abs(cs.dbeta(th_new, dy)).max(axis=1) / bscale, cs.own_error(dy, y, y_new, self))
-        err = np.where(np.isfinite(err) & np.isfinite(at_new.loss), err, np.inf)
-        speed = np.abs(F0).max(axis=1)
-        ok = (err <= 1) & (speed > 0)
-        t_new = t + h
-        y_prev, F_prev, t_prev, h_prev = y, F0, t, h
-
-        def dense(rows, tq):
-            """Cubic Hermite interpolation in `y` within the accepted step."""
-            sig = ((tq - t_prev[rows]) / h_prev[rows])[:, None]
-            hd = h_prev[rows][:, None]
-            h00, h10 = (1 + 2 * sig) * (1 - sig) ** 2, sig * (1 - sig) ** 2
-            h01, h11 = sig * sig * (3 - 2 * sig), sig * sig * (sig - 1)
-            yq = h00 * y_prev[rows] + h10 * hd * F_prev[rows] + h01 * y_new[rows] + h11 * hd * F_new[rows]
-            return cs.take(rows).theta(yq)
-
-        fac = np.clip(0.9 * np.where(err > 0, err, 1e-10) ** tab.expo, 0.2, 6.0)
-        moved = np.any(th_new != th, axis=(1, 2))
-        if ok.all():  # the common case: no per-row selection
-            at, y, F0, t = at_new, y_new, F_new, t_new
-            rejects = np.zeros(B, np.int64)
-            frozen = np.where(moved, 0, carry["frozen"] + 1)
-        else:
-            okb = ok[:, None]
-            at, y, F0, t = at_new.where(ok, at), np.where(okb, y_new, y), np.where(okb, F_new, F0), np.where(ok, t_new, t)
-            fac = np.where(ok, fac, np.minimum(fac, 0.5))
-            rejects = np.where(ok, 0, carry["rejects"] + 1)
-            frozen = np.where(ok & ~moved, carry["frozen"] + 1, np.where(ok, 0, carry["frozen"]))
-        h = np.minimum(h * fac, self.max_time - t)
-        new = {"at": at, "state": state, "t": t, "steps": carry["steps"] + ok,
-               "y": y, "F": F0, "h": h, "cs": cs, "rejects": rejects, "frozen": frozen}
-        failed, why = _failures(type(algorithm).__name__, cs, new, ok, speed)
-        per = np.broadcast_to(np.asarray(algorithm.grad_evals(), np.int64), (B,))
-        return new, Move(tab.evals * per, ok, dense, failed, why)
+        """One attempted step per live run by the method of the batch's coordinates."""
+        return carry["cs"].method.advance(self, objective, algorithm, carry)
 
 
 def _direction(objective, algorithm, theta, state):
@@ -204,105 +157,304 @@ def _failures(name, cs, carry, ok, speed):
     return failed, why
 
 
-def _shampine():
-    """Shampine's (1982) order-4 Rosenbrock method in transformed form: `(I/(h g) - J) U_i =
-    f(y + sum_j A_ij U_j) + sum_j C_ij U_j / h`, `y+ = y + sum_i M_i U_i`, error `sum_i E_i U_i`
-    (order 3); stage 4 evaluates at the point of stage 3."""
-    A = np.zeros((4, 4))
-    A[1, 0] = 2
-    A[2, :2] = A[3, :2] = 48 / 25, 6 / 25
-    C = np.zeros((4, 4))
-    C[1, 0] = -8
-    C[2, :2] = 372 / 25, 12 / 5
-    C[3, :3] = -112 / 125, -54 / 125, -2 / 5
-    M = np.array([19 / 9, 1 / 2, 25 / 108, 125 / 108])
-    E = np.array([17 / 54, 7 / 36, 0, 125 / 108])
-    return _method(0.5, A, C, M, E, 4)
+class _Rosenbrock:
+    """The W-method ROS34PW2 (Rang & Angermann 2005; order 3 for any matrix, embedded order 2,
+    L-stable) in transformed form (Hairer & Wanner IV.7): `(I/(h g) - J) U_i = f(y + sum_j A_ij U_j)
+    + sum_j C_ij U_j / h`, `y+ = y + sum_i M_i U_i`, error `sum_i E_i U_i`, with the coordinates'
+    matrix `J` (Gauss-Newton, Woodbury through an n x n system). 4 evaluations per step (the new
+    point's included); cubic Hermite dense output in `y`."""
+
+    def __init__(self):
+        g = 0.435866521508459
+        alpha = np.zeros((4, 4))
+        alpha[1, 0] = 0.87173304301691801
+        alpha[2, :2] = 0.84457060015369423, -0.11299064236484185
+        alpha[3, :3] = 0.0, 0.0, 1.0
+        Gam = np.diag([g] * 4)
+        Gam[1, 0] = -0.87173304301691801
+        Gam[2, :2] = -0.90338057013044082, 0.054180672388095326
+        Gam[3, :3] = 0.24212380706095346, -1.2232505839045147, 0.54526025533510214
+        b = np.array([0.24212380706095346, -1.2232505839045147, 1.5452602553351020, 0.435866521508459])
+        bhat = np.array([0.37810903145819369, -0.096042292212423178, 0.5, 0.2179332607542295])
+        Gi = np.linalg.inv(Gam)
+        self.gamma, self.A, self.C = g, alpha @ Gi, np.diag(1 / np.diag(Gam)) - Gi
+        self.M, self.E = b @ Gi, (b - bhat) @ Gi
+        # stage i evaluates f at a new point where its row of A differs from the previous one
+        self.fresh = [False] + [not np.array_equal(self.A[i], self.A[i - 1]) for i in range(1, 4)]
+        self.evals = 1 + sum(self.fresh)
+
+    @staticmethod
+    def start(cs, at, y, F, h):
+        return {"F": F}
+
+    def advance(self, flow, objective, algorithm, carry):
+        cs, at, state, y, F0, h, t = (carry[key] for key in ("cs", "at", "state", "y", "F", "h", "t"))
+        A, C = self.A, self.C
+        th = at.theta
+        B = th.shape[0]
+        W = cs.matrix(th, h * self.gamma)
+        hc = (1 / h)[:, None]
+        U = []
+        Fi = F0
+        for i in range(4):
+            if self.fresh[i]:
+                Fi = cs.rate(*_direction(objective, algorithm, cs.theta(y + sum(A[i, j] * U[j] for j in range(i))),
+                                         state))
+            rhs = Fi + sum((C[i, j] * hc) * U[j] for j in range(i)) if i else Fi
+            U.append(W(rhs))
+        y_new = y + sum(self.M[i] * U[i] for i in range(4))
+        dy = sum(self.E[i] * U[i] for i in range(4))
+        th_new = cs.theta(y_new)
+        at_new = objective.at(th_new)
+        F_new = cs.rate(th_new, algorithm.update(at_new, state, 0)[0])
+        bscale = flow.atol + flow.rtol * np.maximum(np.abs(at.beta).max(axis=1), np.abs(at_new.beta).max(axis=1))
+        err = np.maximum(np.abs(cs.dbeta(th_new, dy)).max(axis=1) / bscale, cs.own_error(dy, y, y_new, flow))
+        err = np.where(np.isfinite(err) & np.isfinite(at_new.loss), err, np.inf)
+        speed = np.abs(F0).max(axis=1)
+        ok = (err <= 1) & (speed > 0)
+        t_new = t + h
+        y_prev, F_prev, t_prev, h_prev = y, F0, t, h
+
+        def dense(rows, tq):
+            """Cubic Hermite interpolation in `y` within the accepted step."""
+            sig = ((tq - t_prev[rows]) / h_prev[rows])[:, None]
+            hd = h_prev[rows][:, None]
+            h00, h10 = (1 + 2 * sig) * (1 - sig) ** 2, sig * (1 - sig) ** 2
+            h01, h11 = sig * sig * (3 - 2 * sig), sig * sig * (sig - 1)
+            yq = h00 * y_prev[rows] + h10 * hd * F_prev[rows] + h01 * y_new[rows] + h11 * hd * F_new[rows]
+            return cs.take(rows).theta(yq)
+
+        fac = np.clip(0.9 * np.where(err > 0, err, 1e-10) ** (-1 / 3), 0.2, 6.0)
+        okb = ok[:, None]
+        moved = np.any(th_new != th, axis=(1, 2))
+        new = dict(carry, at=at_new.where(ok, at), y=np.where(okb, y_new, y), F=np.where(okb, F_new, F0),
+                   t=np.where(ok, t_new, t), steps=carry["steps"] + ok, rejects=np.where(ok, 0, carry["rejects"] + 1),
+                   frozen=np.where(ok & ~moved, carry["frozen"] + 1, np.where(ok, 0, carry["frozen"])))
+        new["h"] = np.minimum(h * np.where(ok, fac, np.minimum(fac, 0.5)), flow.max_time - new["t"])
+        failed, why = _failures(type(algorithm).__name__, cs, new, ok, speed)
+        per = np.broadcast_to(np.asarray(algorithm.grad_evals(), np.int64), (B,))
+        return new, Move(self.evals * per, ok, dense, failed, why)
 
 
-def _ros34pw2():
-    """ROS34PW2 in the transformed form, from the standard-form coefficients alpha, Gamma, b, bhat."""
-    g = 0.435866521508459
-    alpha = np.zeros((4, 4))
-    alpha[1, 0] = 0.87173304301691801
-    alpha[2, :2] = 0.84457060015369423, -0.11299064236484185
-    alpha[3, :3] = 0.0, 0.0, 1.0
-    Gam = np.diag([g] * 4)
-    Gam[1, 0] = -0.87173304301691801
-    Gam[2, :2] = -0.90338057013044082, 0.054180672388095326
-    Gam[3, :3] = 0.24212380706095346, -1.2232505839045147, 0.54526025533510214
-    b = np.array([0.24212380706095346, -1.2232505839045147, 1.5452602553351020, 0.435866521508459])
-    bhat = np.array([0.37810903145819369, -0.096042292212423178, 0.5, 0.2179332607542295])
-    Gi = np.linalg.inv(Gam)
-    return _method(g, alpha @ Gi, np.diag(1 / np.diag(Gam)) - Gi, b @ Gi, (b - bhat) @ Gi, 3)
+class _BDF:
+    """Variable-order (1-5) numerical differentiation formulas with per-run order and step size:
+    the NDF of Shampine & Reichelt (1997) (the method of MATLAB's ode15s and scipy's BDF), batched.
 
+    Each run keeps the backward differences `D` (rows 0..7) of its solution on an equidistant grid of
+    step `h`; a step predicts `y_p = sum_{j<=k} D_j`, solves the implicit formula
+    `c f(y) - psi - (y - y_p) = 0` (`c = h / alpha_k`) by a simplified Newton iteration with the
+    matrix `I - c J` (`J` the coordinates' Jacobian, kept between steps and refreshed only when
+    Newton does not converge, its factor refreshed when `c` changes), estimates the local error as
+    `C_k (y - y_p)`, and changes `h` and `k` after `k + 1` steps at one `h` from the error estimates of
+    orders `k - 1`, `k`, `k + 1`. The convergence rate of Newton is carried from step to step, so a
+    step whose first correction is small enough takes one evaluation (as LSODE does).
+    Dense output: the interpolating polynomial of the step.
+    """
 
-def _method(g, A, C, M, E, order):
-    """`(gamma, A, C, M, E, evals, fresh, order)`: `fresh[i]`, stage `i` evaluates `f` at a new point;
-    `evals`, evaluations per step (the new point's included); `order`, the error estimate's order plus one."""
-    fresh = np.array([False] + [not np.array_equal(A[i], A[i - 1]) for i in range(1, len(M))])
-    return g, A, C, M, E, 1 + int(fresh.sum()), fresh, order
+    MAX_ORDER = 5
+    NEWTON_MAXITER = 4
+    #: Newton stops when its estimated remaining error is below this fraction of the error tolerance
+    #: (ode15s' value; scipy's `min(0.03, sqrt(rtol))` is 300x stricter at rtol 1e-8 and costs an iteration)
+    NEWTON_TOL = 0.03
+    #: the Jacobian is refreshed after this many accepted steps (LSODE's MSBP), besides when Newton fails
+    AGE = 20
+    MIN_FACTOR, MAX_FACTOR = 0.2, 10.0
 
+    def __init__(self):
+        kappa = np.array([0, -0.1850, -1 / 9, -0.0823, -0.0415, 0])
+        self.g = np.hstack([0, np.cumsum(1 / np.arange(1, self.MAX_ORDER + 1))])
+        self.alpha = (1 - kappa) * self.g
+        self.error_const = kappa * self.g + 1 / np.arange(1, self.MAX_ORDER + 2)
+        # per order k: the predictor's weights of D_0..D_5 (1 up to k) and psi's of D_1..D_5 (g_j / alpha_k)
+        self._upto = (np.arange(self.MAX_ORDER + 1)[None, :] <= np.arange(self.MAX_ORDER + 1)[:, None]).astype(float)
+        self._psi = self.g[1:] * self._upto[:, 1:] / np.where(self.alpha > 0, self.alpha, 1)[:, None]
 
-#: the methods a run can use, indexed by `_Tableau.kind`
-METHODS = (_ros34pw2(), _shampine())
+    @staticmethod
+    def start(cs, at, y, F, h):
+        B, N = y.shape
+        D = np.zeros((B, _BDF.MAX_ORDER + 3, N))
+        D[:, 0], D[:, 1] = y, F * h[:, None]
+        K = cs.jacobian(at.theta)
+        return {"D": D, "order": np.ones(B, np.int64), "equal": np.zeros(B, np.int64), "K": K,
+                "Ninv": np.empty_like(K), "c": np.full(B, np.nan), "fresh": np.ones(B, bool),
+                "rate": np.full(B, 0.7), "age": np.zeros(B, np.int64)}
 
+    def _change(self, D, order, factor):
+        """`D` re-expressed on the grid of step `factor h` (rows `0..order` of each run; Shampine &
+        Reichelt's `R(factor) R(1)` transformation), for the runs with `factor != 1`."""
+        sel = (factor != 1).nonzero()[0]
+        if not sel.size:
+            return D
+        k, o, f = self.MAX_ORDER, order[sel, None, None], factor[sel]
+        i, j, r = np.arange(1, k + 1)[:, None], np.arange(1, k + 1)[None, :], np.arange(k + 1)
+        inside = (r[None, :, None] <= o) & (r[None, None, :] <= o)
 
-class _Tableau:
-    """Per-run coefficients of the methods `METHODS[kind]` (kind (B,) int), as (B, 1) columns
-    (`A[i][j]` None where zero in every run), so that runs of one batch may use different methods."""
+        def R(f):
+            M = np.zeros((f.size, k + 1, k + 1))
+            M[:, 1:, 1:] = (i - 1 - f[:, None, None] * j) / i
+            M[:, 0] = 1
+            return np.where(inside, np.cumprod(M, axis=1), 0.0)
+        RU = np.matmul(R(f), R(np.ones_like(f)))
+        T = np.where(inside, np.swapaxes(RU, 1, 2), np.eye(k + 1))
+        D = D.copy()
+        D[sel, :k + 1] = np.matmul(T, D[sel, :k + 1])
+        return D
 
-    def __init__(self, kind):
-        self.kind = kind
-        pick = lambda f: np.array([METHODS[k][f] for k in kind], float)  # noqa: E731
-        self.gamma = pick(0)
-        A, C, M, E = (np.array([METHODS[k][f] for k in kind], float) for f in (1, 2, 3, 4))
-        self.A = [[A[:, i, j, None] if A[:, i, j].any() else None for j in range(4)] for i in range(4)]
-        self.C = [[C[:, i, j, None] for j in range(4)] for i in range(4)]
-        self.M, self.E = [M[:, i, None] for i in range(4)], [E[:, i, None] for i in range(4)]
-        self.evals = pick(5).astype(np.int64)
-        self.fresh = np.array([METHODS[k][6] for k in kind]).any(axis=0)
-        self.expo = -1 / pick(7)
+    def advance(self, flow, objective, algorithm, carry):
+        cs, at, state, D, order, h, t = (carry[key] for key in ("cs", "at", "state", "D", "order", "h", "t"))
+        B = D.shape[0]
+        rows = np.arange(B)
+        K, Ninv, fresh, age = carry["K"], carry["Ninv"], carry["fresh"], carry["age"]
+        k1 = self.MAX_ORDER + 1
+        upto = self._upto[order]
+        y_pred = np.einsum("bj,bjn->bn", upto, D[:, :k1])
+        psi = np.einsum("bj,bjn->bn", self._psi[order], D[:, 1:k1])
+        c = h / self.alpha[order]
+        stale = c != carry["c"]
+        aged = age >= self.AGE
+        if aged.any():  # a Jacobian at the step's start
+            sel = aged.nonzero()[0]
+            K = K.copy()
+            K[sel] = cs.take(sel).jacobian(at.theta[sel])
+            stale |= aged
+            fresh = fresh | aged
+            age = np.where(aged, 0, age)
+        if stale.any():
+            sel = stale.nonzero()[0]
+            Ninv = Ninv.copy()
+            Ninv[sel] = cs.factor(K[sel], c[sel])
+        w = cs.weights(cs.theta(y_pred), at.beta, flow)
+        # simplified Newton on `c f(y) - psi - (y - y_p) = 0`, every run together; a run leaves the loop
+        # when it converged (estimated remaining error `rate / (1 - rate) |dy| < NEWTON_TOL`, `rate` the
+        # contraction measured in this step or carried from the last one) or when it diverges
+        yk, dsum = y_pred, np.zeros_like(y_pred)
+        rate = carry["rate"].copy()
+        done, conv = np.zeros(B, bool), np.zeros(B, bool)
+        iters = np.zeros(B, np.int64)
+        old = None
+        tol = self.NEWTON_TOL
+        for it in range(self.NEWTON_MAXITER):
+            th = cs.theta(yk)
+            f = cs.rate(th, algorithm.update(objective.at(th), state, 0)[0])
+            iters += ~done
+            dy = cs.newton_solve(Ninv, c[:, None] * f - psi - dsum)
+            norm = cs.norm(dy, w)
+            if it:
+                rate = np.where(done, rate, norm / old)
+                bad = ~np.isfinite(norm) | (rate >= 1) | (rate ** (self.NEWTON_MAXITER - it) / (1 - rate) * norm > tol)
+            else:
+                bad = ~np.isfinite(norm)
+            step = ~done & ~bad
+            if step.all():
+                yk, dsum = yk + dy, dsum + dy
+            else:
+                yk, dsum = np.where(step[:, None], yk + dy, yk), np.where(step[:, None], dsum + dy, dsum)
+            conv |= step & ((norm == 0) | (rate / (1 - rate) * norm < tol))
+            done |= conv | bad
+            old = norm
+            if done.all():
+                break
+        safety = 0.9 * (2 * self.NEWTON_MAXITER + 1) / (2 * self.NEWTON_MAXITER + iters)
+        err = cs.norm(self.error_const[order][:, None] * dsum, w)
+        th_new = cs.theta(yk)
+        at_new = objective.at(th_new)
+        err = np.where(conv & np.isfinite(err) & np.isfinite(at_new.loss), err, np.inf)
+        speed = np.abs(D[:, 1]).max(axis=1) / h
+        ok = conv & (err <= 1) & (speed > 0)
 
-    def take(self, idx):
-        return _Tableau(self.kind[idx])
+        # an accepted step's differences: `D_{k+2} = d - D_{k+1}`, `D_{k+1} = d`, `D_i += D_{i+1}` for
+        # i = k..0, i.e. `D_i = d + sum_{i<=j<=k} D_j`
+        Dn = D.copy()
+        Dn[rows, order + 2] = dsum - D[rows, order + 1]
+        Dn[rows, order + 1] = dsum
+        tail = np.cumsum((D[:, :k1] * upto[:, :, None])[:, ::-1], axis=1)[:, ::-1]
+        Dn[:, :k1] = np.where(upto[:, :, None] > 0, tail + dsum[:, None], Dn[:, :k1])
+        t_new, h_acc, order_acc = t + h, h, order
+
+        def dense(sel, tq):
+            """The step's interpolating polynomial `D_0 + sum_{j<k} prod_{m<=j} (tq - t + m h)/((m+1) h) D_{j+1}`."""
+            m = np.arange(self.MAX_ORDER)[None, :]
+            hh = h_acc[sel][:, None]
+            p = np.cumprod((tq[:, None] - (t_new[sel][:, None] - m * hh)) / ((m + 1) * hh), axis=1)
+            yq = Dn[sel, 0] + np.einsum("bj,bjn->bn", p * (m < order_acc[sel][:, None]), Dn[sel, 1:k1])
+            return cs.take(sel).theta(yq)
+
+        D = Dn if ok.all() else np.where(ok[:, None, None], Dn, D)
+        equal = carry["equal"] + ok
+        # the next step: after an error-test rejection smaller; after a Newton failure with a fresh
+        # Jacobian halved, with a stale one retried with a fresh one; after k + 1 steps at one h, the
+        # order of k - 1, k, k + 1 that allows the longest step
+        refresh = ~conv & ~fresh
+        factor = np.where(conv, np.maximum(self.MIN_FACTOR, safety * np.where(err > 0, err, 1e-10) ** (-1 / (order + 1))),
+                          np.where(refresh, 1.0, 0.5))
+        factor = np.where(ok, 1.0, factor)
+        new_order = order
+        due = ok & (equal >= order + 1)
+        if due.any():
+            sel = due.nonzero()[0]
+            o = order[sel]
+            em = np.where(o > 1, cs.norm(self.error_const[o - 1][:, None] * D[sel, o], w, sel), np.inf)
+            ep = np.where(o < self.MAX_ORDER, cs.norm(self.error_const[np.minimum(o + 1, self.MAX_ORDER)][:, None]
+                                                      * D[sel, o + 2], w, sel), np.inf)
+            norms = np.stack([em, err[sel], ep], axis=1)
+            facs = np.where(norms > 0, norms, 1e-10) ** (-1 / (o[:, None] + np.arange(3)[None, :]))
+            best = np.argmax(facs, axis=1)
+            new_order = order.copy()
+            new_order[sel] = o + best - 1
+            factor[sel] = np.minimum(self.MAX_FACTOR, safety[sel] * facs[np.arange(sel.size), best])
+        t_now = np.where(ok, t_new, t)
+        factor = np.where(h * factor > flow.max_time - t_now, (flow.max_time - t_now) / h, factor)
+        D = self._change(D, new_order, factor)
+        equal = np.where(factor != 1, 0, equal)
+        if refresh.any():
+            sel = refresh.nonzero()[0]
+            K = K.copy()
+            K[sel] = cs.take(sel).jacobian(at.theta[sel])
+            age = np.where(refresh, 0, age)
+        moved = np.any(th_new != at.theta, axis=(1, 2))
+        new = dict(carry, at=at_new.where(ok, at), y=D[:, 0], D=D, order=new_order, equal=equal, h=h * factor,
+                   t=t_now, steps=carry["steps"] + ok, K=K, age=age + ok, Ninv=Ninv, c=np.where(refresh, np.nan, c),
+                   fresh=refresh | fresh & ~ok,
+                   rate=np.where(conv & (iters > 1), np.maximum(0.2 * carry["rate"], rate), carry["rate"]),
+                   rejects=np.where(ok, 0, carry["rejects"] + 1),
+                   frozen=np.where(ok & ~moved, carry["frozen"] + 1, np.where(ok, 0, carry["frozen"])))
+        failed, why = _failures(type(algorithm).__name__, cs, new, ok, speed)
+        per = np.broadcast_to(np.asarray(algorithm.grad_evals(), np.int64), (B,))
+        return new, Move(iters * per, ok, dense, failed, why)
 
 
 def _coordinates(objective, algorithm, theta):
-    """The integration coordinates of this batch (see the module doc), with each run's method:
-    Shampine's order-4 method where the matrix is the exact Jacobian (gradient flow in `nu`:
-    drift-free and no GR curvature), else ROS34PW2."""
+    """The integration coordinates of this batch (see the module doc); each knows its method."""
     model, problem = objective.model, objective.problem
     B = theta.shape[0]
     stiff = np.broadcast_to(np.asarray(algorithm.stiffness(), float), (B,)).copy()
-    kind = np.zeros(B, np.int64)
     if not model.positive:
-        return _Plain(problem, model, stiff, _Tableau(kind))
+        return _Plain(problem, model, stiff)
     if algorithm.mirror and isinstance(model, Depth) and model.depth == 2:
         XXt = np.matmul(problem.X, np.swapaxes(problem.X, 1, 2))
         ev = np.linalg.eigvalsh(XXt)
         if np.all(ev[:, -1] > 0) and np.all(ev[:, 0] > 1e-10 * ev[:, -1]):
             free = np.broadcast_to(np.asarray(algorithm.drift_free(), bool), (B,))
-            kind = (free & (stiff == 0)).astype(np.int64)
-            return _Dual(problem, model, stiff, _Tableau(kind), np.linalg.solve(XXt, problem.X), theta, free)
-    return _Mirror(problem, model, stiff, _Tableau(kind), theta)
+            return _Dual(problem, model, stiff, np.linalg.solve(XXt, problem.X), theta, free)
+    return _Mirror(problem, model, stiff, theta)
 
 
 class _Coordinates:
     """Integration coordinates `y` (B, N) of a batch: the map to `theta`, the rate, the step matrix,
     the error measures. Per-run attributes (names in `per_run`) are sliced by `take`."""
 
-    per_run = ("stiff", "tableau")
+    per_run = ("stiff",)
     #: whether `m = log alpha_eff` is part of the state (so it may collapse)
     drift = False
+    #: the method that steps these coordinates
+    method = _Rosenbrock()
 
     def take(self, idx):
         out = object.__new__(type(self))
         out.__dict__.update(self.__dict__)
         out.problem = self.problem.take(idx)
         for name in self.per_run:
-            v = getattr(self, name)
-            setattr(out, name, v.take(idx) if isinstance(v, _Tableau) else v[idx])
+            setattr(out, name, getattr(self, name)[idx])
         return out
 
     def log_alpha(self, y):
@@ -323,8 +475,10 @@ class _Dual(_Coordinates):
 
     per_run = _Coordinates.per_run + ("z0", "m0", "keep_m")
 
-    def __init__(self, problem, model, stiff, tableau, G, theta, free):
-        self.problem, self.model, self.stiff, self.tableau, self.G = problem, model, stiff, tableau, G
+    method = _BDF()
+
+    def __init__(self, problem, model, stiff, G, theta, free):
+        self.problem, self.model, self.stiff, self.G = problem, model, stiff, G
         lu, lv = np.log(theta[:, 0]), np.log(theta[:, 1])
         self.z0, self.m0 = lu - lv, (lu + lv) / 2
         self.keep_m = 1.0 - free[:, None]
@@ -386,10 +540,10 @@ class _Dual(_Coordinates):
         fu, fv = J[:, 0] * theta[:, 0], J[:, 1] * theta[:, 1]
         return (fu - fv) / 2, fu + fv, J
 
-    def matrix(self, theta, hg):
-        """`r -> (I/(h g) - J)^{-1} r` with `J = -(K + gamma K^2)` on `nu`, `K = X diag(s) X^T / n`,
-        `s = (d z'/d(-g)) (d beta/d z) = 4 (u^2 + v^2)` read from the model, and `J = 0` on `m`:
-        the exact Jacobian of gradient flow, the Gauss-Newton one of GR."""
+    def jacobian(self, theta):
+        """`-J` on `nu`: `K + gamma K^2`, `K = X diag(s) X^T / n`, `s = (d z'/d(-g)) (d beta/d z) =
+        4 (u^2 + v^2)` read from the model (J = 0 on `m`): the exact Jacobian of gradient flow, the
+        Gauss-Newton one of GR with `gamma = stiffness()`. Shape (B, n, n)."""
         X, n = self.problem.X, self.problem.n
         Qz, _, J = self._Q(theta)
         s = (J[:, 0] / theta[:, 0] - J[:, 1] / theta[:, 1]) * Qz / n
@@ -398,14 +552,41 @@ class _Dual(_Coordinates):
             K = ((X[0] * s[:, None, :]).reshape(B * n, d) @ X[0].T).reshape(B, n, n)
         else:
             K = np.matmul(X * s[:, None, :], np.swapaxes(X, 1, 2))
-        N = K + np.eye(n) / hg[:, None, None]
         if np.any(self.stiff):
-            N += self.stiff[:, None, None] * np.matmul(K, K)
-        Ninv = np.linalg.inv(N)
+            K = K + self.stiff[:, None, None] * np.matmul(K, K)
+        return K
+
+    @staticmethod
+    def factor(K, c):
+        """`(I + c K)^{-1}` (Newton's matrix `I - c J` on `nu`), per run."""
+        return np.linalg.inv(np.eye(K.shape[-1]) + c[:, None, None] * K)
+
+    def newton_solve(self, Ninv, r):
+        """`(I - c J)^{-1} r`: `Ninv r` on `nu`, `r` on `m`."""
+        n = self.problem.n
         if not self.drift:
-            return lambda r: np.matmul(Ninv, r[..., None])[..., 0]
-        hgm = hg[:, None]
-        return lambda r: np.concatenate([np.matmul(Ninv, r[:, :n, None])[..., 0], hgm * r[:, n:]], axis=1)
+            return np.matmul(Ninv, r[..., None])[..., 0]
+        return np.concatenate([np.matmul(Ninv, r[:, :n, None])[..., 0], r[:, n:]], axis=1)
+
+    def weights(self, theta, beta, flow):
+        """Per-coordinate weights of the error norm: an error `dz` in `z` (`dm` in `m`) counts as
+        `max(|d beta/d z| / (atol + rtol max|beta|), 1 / rtol) |dz|`: within tolerance in `beta` and in
+        `log u`, `log v` (without the second, errors in the exponents of still-small coordinates,
+        invisible in `beta`, would shift the times at which they grow)."""
+        Qz, Qm, _ = self._Q(theta)
+        big = np.maximum(np.abs(beta).max(axis=1), np.abs(self.model.beta(theta)).max(axis=1))
+        bscale = (flow.atol + flow.rtol * big)[:, None]
+        wz = np.maximum(np.abs(Qz) / bscale, 1 / flow.rtol)
+        return (wz, np.maximum(np.abs(Qm) / bscale, 1 / flow.rtol)) if self.drift else (wz,)
+
+    def norm(self, dy, w, rows=None):
+        """The weighted max norm of a change `dy` of the state (1: at the tolerance), (B,); with `rows`,
+        of those runs' changes."""
+        if rows is not None:
+            return self.take(rows).norm(dy, tuple(x[rows] for x in w))
+        nu, m = self._split(dy)
+        e = np.abs(self._XT(nu) * w[0]).max(axis=1)
+        return np.maximum(e, np.abs(m * w[1]).max(axis=1)) if self.drift else e
 
     def dbeta(self, theta, dy):
         nu, m = self._split(dy)
@@ -415,16 +596,6 @@ class _Dual(_Coordinates):
             out += Qm * m
         return out
 
-    def own_error(self, dy, y_old, y_new, flow):
-        """Error in `log theta` against `rtol`: in `z = log(u/v)` (`X^T dnu`) and `m = log alpha_eff`.
-        (Without the `z` part, errors in the exponents of still-small coordinates, invisible in `beta`,
-        would shift the times at which they grow.)"""
-        nu, m = self._split(dy)
-        e = np.abs(self._XT(nu)).max(axis=1)
-        if self.drift:
-            e = np.maximum(e, np.abs(m).max(axis=1))
-        return e / flow.rtol
-
 
 class _Mirror(_Coordinates):
     """Coordinates `w = (m, z) = (log(u v)/2, log(u/v))` of positive parameters, flattened to (B, 2d)."""
@@ -433,8 +604,8 @@ class _Mirror(_Coordinates):
 
     per_run = _Coordinates.per_run + ("m0",)
 
-    def __init__(self, problem, model, stiff, tableau, theta):
-        self.problem, self.model, self.stiff, self.tableau = problem, model, stiff, tableau
+    def __init__(self, problem, model, stiff, theta):
+        self.problem, self.model, self.stiff = problem, model, stiff
         self.m0 = self.log_alpha(self.y0(theta))
 
     @staticmethod
@@ -482,8 +653,8 @@ class _Mirror(_Coordinates):
 class _Plain(_Coordinates):
     """Plain coordinates `y = theta`, flattened to (B, 2d)."""
 
-    def __init__(self, problem, model, stiff, tableau):
-        self.problem, self.model, self.stiff, self.tableau = problem, model, stiff, tableau
+    def __init__(self, problem, model, stiff):
+        self.problem, self.model, self.stiff = problem, model, stiff
 
     @staticmethod
     def y0(theta):

@@ -31,7 +31,7 @@ def _reference(problem, alpha, gamma, times):
 
 @pytest.fixture(scope="module")
 def sweeps():
-    """GF (the exact-Jacobian order-4 method in nu) and GR(0.1) (the W-method in (nu, m)) across RTOLS,
+    """GF (in nu, exact Jacobian) and GR(0.1) (in (nu, m), Gauss-Newton Jacobian) across RTOLS,
     beta saved at 12 times through the incremental-learning transitions, with the Radau reference."""
     p = dln.make_problem(n=10, d=30, s=2, seed=1, n_test=0)
     alpha, times = 1e-2, np.linspace(2.0, 60.0, 12)
@@ -61,15 +61,17 @@ def test_flow_global_error_is_proportional_to_rtol(sweeps, gamma):
     assert np.all(err <= 3 * RTOLS), err
 
 
-@pytest.mark.parametrize("gamma, order", [(0.0, 4), (0.1, 3)])
-def test_flow_step_counts_show_the_order_of_each_method(sweeps, gamma, order):
-    """With a local error estimate of order q + 1 (q = 3 for the order-4 method used for gradient flow,
-    2 for the order-3 W-method used for GR), the step count grows like rtol^(-1/(q+1)): the regression
-    slope of log steps on log rtol is -1/4 resp. -1/3. Between the two (-0.29) the measured slopes must
-    fall on their own side, with 0.05 of slack for the rejected-step and step-growth-limit effects."""
+@pytest.mark.parametrize("gamma", [0.0, 0.1])
+def test_flow_step_counts_show_a_high_order(sweeps, gamma):
+    """The variable-order NDF raises its order to 5 where the solution is smooth: a method of fixed order
+    q + 1 with an order-q error estimate needs steps growing like rtol^(-1/(q+1)); the regression slope of
+    log steps on log rtol must be flatter than that of an order-3 method (-1/4 with its order-3 error
+    estimate: the Rosenbrock method this replaced for gradient flow; -1/3 for the W-method used for GR).
+    Order 5 gives -1/6 asymptotically; the start-up steps at low order, whose number does not depend
+    on rtol, flatten it further (measured about -0.13). A method stuck at order 1 or 2 gives -1/2 or -1/3."""
     _, steps, _ = sweeps[gamma]
     slope = np.polyfit(np.log(RTOLS), np.log(steps), 1)[0]
-    assert abs(slope + 1 / order) < 0.05, (slope, steps)
+    assert -1 / 4 < slope < 0, (slope, steps)
 
 
 def test_gradient_flow_keeps_alpha_eff_exactly_and_reaches_the_dual_limit():
