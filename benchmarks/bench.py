@@ -376,7 +376,9 @@ class LogFlow:
         return s, t, r, self.X.T @ r / self.n
 
     def rhs(self, _, z):
-        self.nfev += 1
+        # gradient evaluations as dln counts them (and the issue's table did): a GF right-hand side is one
+        # (`M beta`), a GR one two (`M beta` and `M ((s + t) g)`, two products of the size of a gradient)
+        self.nfev += 2 if self.gamma else 1
         s, t, _, g = self.parts(z)
         gam = self.gamma
         q = 2 * gam * g * g
@@ -403,7 +405,7 @@ class LogFlow:
         return 0.5 * r @ r / self.n
 
     def solve(self, alpha, method, loss_tol=1e-14):
-        """Run from `u = v = alpha` until `L <= loss_tol L(0)`. Returns `(beta, alpha_eff, nfev, njev, ok)`."""
+        """Run from `u = v = alpha` until `L <= loss_tol L(0)`. Returns `(beta, alpha_eff, grad evals, njev, ok)`."""
         d = self.X.shape[1]
         z0 = np.full(2 * d, np.log(alpha))
         stop = loss_tol * self.loss(z0)

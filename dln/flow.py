@@ -274,10 +274,9 @@ class _BDF:
         B, N = y.shape
         D = np.zeros((B, _BDF.MAX_ORDER + 3, N))
         D[:, 0], D[:, 1] = y, F * h[:, None]
-        K = cs.jacobian(at.theta)
-        return {"D": D, "order": np.ones(B, np.int64), "equal": np.zeros(B, np.int64), "K": K,
-                "Ninv": np.empty_like(K), "c": np.full(B, np.nan), "fresh": np.ones(B, bool),
-                "rate": np.full(B, 0.7), "age": np.zeros(B, np.int64)}
+        lam, V = np.linalg.eigh(cs.jacobian(at.theta))
+        return {"D": D, "order": np.ones(B, np.int64), "equal": np.zeros(B, np.int64), "lam": lam, "V": V,
+                "fresh": np.ones(B, bool), "rate": np.full(B, 0.7), "age": np.zeros(B, np.int64)}
 
     def _change(self, D, order, factor):
         """`D` re-expressed on the grid of step `factor h` (rows `0..order` of each run; Shampine &
@@ -300,30 +299,36 @@ class _BDF:
         D[sel, :k + 1] = np.matmul(T, D[sel, :k + 1])
         return D
 
+    @staticmethod
+    def _refresh(cs, theta, lam, V, rows):
+        """The eigendecomposition of `-J` at `theta` for the runs `rows` (mask), the others' kept."""
+        sel = rows.nonzero()[0]
+        if sel.size == rows.size:
+            return np.linalg.eigh(cs.jacobian(theta))
+        lam, V = lam.copy(), V.copy()
+        lam[sel], V[sel] = np.linalg.eigh(cs.take(sel).jacobian(theta[sel]))
+        return lam, V
+
     def advance(self, flow, objective, algorithm, carry):
         cs, at, state, D, order, h, t = (carry[key] for key in ("cs", "at", "state", "D", "order", "h", "t"))
         B = D.shape[0]
         rows = np.arange(B)
-        K, Ninv, fresh, age = carry["K"], carry["Ninv"], carry["fresh"], carry["age"]
+        lam, V, fresh, age = carry["lam"], carry["V"], carry["fresh"], carry["age"]
         k1 = self.MAX_ORDER + 1
         upto = self._upto[order]
         y_pred = np.einsum("bj,bjn->bn", upto, D[:, :k1])
         psi = np.einsum("bj,bjn->bn", self._psi[order], D[:, 1:k1])
         c = h / self.alpha[order]
-        stale = c != carry["c"]
         aged = age >= self.AGE
         if aged.any():  # a Jacobian at the step's start
-            sel = aged.nonzero()[0]
-            K = K.copy()
-            K[sel] = cs.take(sel).jacobian(at.theta[sel])
-            stale |= aged
+            lam, V = self._refresh(cs, at.theta, lam, V, aged)
             fresh = fresh | aged
             age = np.where(aged, 0, age)
-        if stale.any():
-            sel = stale.nonzero()[0]
-            Ninv = Ninv.copy()
-            Ninv[sel] = cs.factor(K[sel], c[sel])
-        w = cs.weights(cs.theta(y_pred), at.beta, flow)
+        th = cs.theta(y_pred)
+        w = cs.weights(th, at.beta, flow)
+        # `(I - c J)^{-1} r = V diag(1 / (1 + c lam)) V^T r` on `nu` (`-J = V diag(lam) V^T`, symmetric
+        # positive semi-definite: no factorization when `c` changes)
+        shrink = 1 / (1 + c[:, None] * lam)
         # simplified Newton on `c f(y) - psi - (y - y_p) = 0`, every run together; a run leaves the loop
         # when it converged (estimated remaining error `rate / (1 - rate) |dy| < NEWTON_TOL`, `rate` the
         # contraction measured in this step or carried from the last one) or when it diverges
@@ -334,10 +339,11 @@ class _BDF:
         old = None
         tol = self.NEWTON_TOL
         for it in range(self.NEWTON_MAXITER):
-            th = cs.theta(yk)
+            if it:
+                th = cs.theta(yk)
             f = cs.rate(th, algorithm.update(objective.at(th), state, 0)[0])
             iters += ~done
-            dy = cs.newton_solve(Ninv, c[:, None] * f - psi - dsum)
+            dy = cs.newton_solve(V, shrink, c[:, None] * f - psi - dsum)
             norm = cs.norm(dy, w)
             if it:
                 rate = np.where(done, rate, norm / old)
@@ -407,14 +413,11 @@ class _BDF:
         D = self._change(D, new_order, factor)
         equal = np.where(factor != 1, 0, equal)
         if refresh.any():
-            sel = refresh.nonzero()[0]
-            K = K.copy()
-            K[sel] = cs.take(sel).jacobian(at.theta[sel])
+            lam, V = self._refresh(cs, at.theta, lam, V, refresh)
             age = np.where(refresh, 0, age)
         moved = np.any(th_new != at.theta, axis=(1, 2))
         new = dict(carry, at=at_new.where(ok, at), y=D[:, 0], D=D, order=new_order, equal=equal, h=h * factor,
-                   t=t_now, steps=carry["steps"] + ok, K=K, age=age + ok, Ninv=Ninv, c=np.where(refresh, np.nan, c),
-                   fresh=refresh | fresh & ~ok,
+                   t=t_now, steps=carry["steps"] + ok, lam=lam, V=V, age=age + ok, fresh=refresh | fresh & ~ok,
                    rate=np.where(conv & (iters > 1), np.maximum(0.2 * carry["rate"], rate), carry["rate"]),
                    rejects=np.where(ok, 0, carry["rejects"] + 1),
                    frozen=np.where(ok & ~moved, carry["frozen"] + 1, np.where(ok, 0, carry["frozen"])))
@@ -556,17 +559,12 @@ class _Dual(_Coordinates):
             K = K + self.stiff[:, None, None] * np.matmul(K, K)
         return K
 
-    @staticmethod
-    def factor(K, c):
-        """`(I + c K)^{-1}` (Newton's matrix `I - c J` on `nu`), per run."""
-        return np.linalg.inv(np.eye(K.shape[-1]) + c[:, None, None] * K)
-
-    def newton_solve(self, Ninv, r):
-        """`(I - c J)^{-1} r`: `Ninv r` on `nu`, `r` on `m`."""
+    def newton_solve(self, V, shrink, r):
+        """`(I - c J)^{-1} r` with `-J = V diag(lam) V^T` on `nu` (`shrink = 1 / (1 + c lam)`), `r` on `m`."""
         n = self.problem.n
-        if not self.drift:
-            return np.matmul(Ninv, r[..., None])[..., 0]
-        return np.concatenate([np.matmul(Ninv, r[:, :n, None])[..., 0], r[:, n:]], axis=1)
+        nu = r[:, :n] if self.drift else r
+        nu = np.matmul(V, (np.matmul(nu[:, None, :], V)[:, 0] * shrink)[..., None])[..., 0]
+        return np.concatenate([nu, r[:, n:]], axis=1) if self.drift else nu
 
     def weights(self, theta, beta, flow):
         """Per-coordinate weights of the error norm: an error `dz` in `z` (`dm` in `m`) counts as
