@@ -37,6 +37,10 @@ class Hyper:
         tests use it (defaults to `default`).
     divides : str or None
         Name of a problem size the value must divide (`"n"`), checked by `run`.
+    explore_range : (float, float) or None
+        The explorer's slider `(lo, hi)`, for a declaration whose bounds give no usable finite range
+        (a log slider when `0 < lo` and `hi >= 100 lo`). Default None: the explorer derives the slider
+        from `lo`, `hi` and `example` (`dln.explore.slider_range`).
     """
 
     name: str
@@ -52,10 +56,17 @@ class Hyper:
     flag: str | None = None
     divides: str | None = None
     example: object = None
+    explore_range: tuple | None = None
 
     def __post_init__(self):
         if self.example is None and self.default is not REQUIRED:
             object.__setattr__(self, "example", self.default)
+        if self.explore_range is not None:
+            lo, hi = (float(x) for x in self.explore_range)
+            if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+                raise ValueError(f"`explore_range` of `{self.name}` must be (lo, hi) with finite lo < hi; "
+                                 f"got {self.explore_range!r}")
+            object.__setattr__(self, "explore_range", (lo, hi))
 
     @property
     def cli(self):
