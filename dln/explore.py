@@ -1,4 +1,4 @@
-"""The interactive explorer, `dln explore`: move `alpha`, `gamma`, `eps` and watch where training lands.
+"""The interactive explorer, `dln explore`: pick a registered algorithm, flow or steps, and watch where training lands.
 
 Four panels answer one question, "where does this algorithm take the network
 from this initialization?":
@@ -15,12 +15,43 @@ from this initialization?":
   for gradient flow, `alpha exp(-integral c)` below it for the GR family;
 - the training and test loss over time.
 
+The controls follow from the library's declarations; this module keeps no
+table of algorithms or ranges:
+
+- the algorithm buttons list the registry `dln.algorithms.ALGORITHMS` (the GR
+  family, SAM, USAM, flooding, SGD, label noise, ... whatever is registered);
+- every hyperparameter gets a control generated from its `Hyper` declaration
+  (`make_control`): a slider over the declared range with the declared example
+  as its start (of `log10` of the value where the range spans decades; over the
+  divisors of `n` for a size that must divide `n`; `slider_range` says how a
+  range without two finite bounds is chosen, and a declaration's
+  `explore_range` overrides it), or a check box for a True/False switch.
+  Algorithms that share a declaration share its control (`gamma` of GR, F-GR
+  and B-GR); the controls of the chosen algorithm are shown;
+- the wrappers `dln.stochastic.WRAPPERS` (m-sharpness, mini-batches, momentum)
+  are check boxes that apply around the chosen algorithm, innermost first, as
+  `dln simulate` applies them, with their own generated controls. A
+  combination the library refuses (m-sharpness of GD) is not run: the status
+  line gives the library's reason;
+- the integrator: the flow (`dln.Flow`) or discrete steps (`dln.Steps`, on
+  the time axis `t = eta k`) with a `log10 eta` slider whose range comes from
+  the `Steps` declaration and whose start is half the stable step size
+  estimated where the run starts and where gradient flow ends (`stable_eta`).
+  An algorithm without a flow (the `flow` capability is False: flooding's
+  direction jumps, SGD, label noise and momentum are discrete) runs in steps
+  whatever the integrator buttons say, and the title says so. A run that
+  diverges says so in the status line, with the stable step size.
+
+A nested algorithm (label noise's `base`) keeps its declared default; random
+runs use sample seed 0.
+
 The dual solve takes milliseconds, so the gradient-flow answer is drawn at
 once. Simulations run in worker processes; a canvas timer polls for them and
 draws each result when it is ready, and a result that belongs to an older
-slider position is kept in a cache but not drawn.
+setting is kept in a cache but not drawn.
 """
 import concurrent.futures as cf
+import math
 import multiprocessing as mp
 import os
 import re
@@ -30,35 +61,23 @@ import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from ._checks import InputError, finite_array
+from ._hyper import Declared
 from ._io import atomic_path, writable_file
-from .algorithms import BGR, FGR, GD, GR, SAM, USAM
+from .algorithms import ALGORITHMS
 from .bias import min_l1, min_l2, solve_dual
 from .flow import Flow
-from .integrate import run
+from .integrate import STATUSES, Steps, _stable_eta, run
+from .models import Squares
+from .objective import Objective
 from .problem import load_problem, make_problem
-
-#: radio label -> factory `(gamma, eps) -> algorithm`; SAM and USAM use `rho = gamma` (and are GD at 0)
-ALGORITHMS = {
-    "gd": lambda gamma, eps: GD(),
-    "gr": lambda gamma, eps: GR(gamma),
-    "fgr": lambda gamma, eps: FGR(gamma, eps),
-    "bgr": lambda gamma, eps: BGR(gamma, eps),
-    "sam": lambda gamma, eps: SAM(gamma) if gamma > 0 else GD(),
-    "usam": lambda gamma, eps: USAM(gamma) if gamma > 0 else GD(),
-}
-#: what each radio label means, for the title
-FORMULAS = {
-    "gd": "GD (gradient flow)", "gr": "GR(gamma={g:.3g})", "fgr": "F-GR(gamma={g:.3g}, eps={e:.3g})",
-    "bgr": "B-GR(gamma={g:.3g}, eps={e:.3g})", "sam": "SAM(rho=gamma={g:.3g})", "usam": "USAM(rho=gamma={g:.3g})",
-}
+from .stochastic import WRAPPERS
 
 LOG10_ALPHA_RANGE = (-8.0, 3.0)
-GAMMA_RANGE = (0.0, 0.5)
-EPS_RANGE = (0.01, 0.5)
 SEED_RANGE = (0, 20)
 #: the gradient-flow test-loss curve (dual solves: cheap)
 GF_ALPHAS = np.logspace(*LOG10_ALPHA_RANGE, 45)
@@ -74,22 +93,257 @@ LOSS_TOL = 1e-8
 #: drawn hollow on the curve
 MAX_STEPS = 3000
 CURVE_MAX_STEPS = 3000
+#: work cap of a discrete run, in steps (one update each: 30,000 GD steps at d = 200 cost about what the
+#: flow's cap does, 1-2 s)
+MAX_DISCRETE_STEPS = 30_000
 #: the most alphas `dln explore --curve-points` takes
 MAX_CURVE_POINTS = 200
+#: decades a derived log slider spans on each side of the declared example (`slider_range`)
+DECADES = 2
+#: the step size of `Steps`, declared there: the range of the `eta` slider and the check of `eta`
+ETA = next(h for h in Steps.hyper if h.name == "eta")
+#: the integrator buttons
+INTEGRATORS = ("flow", "steps")
+#: how often the window polls the worker, in milliseconds
+POLL_MS = 60
 
 
 def explorer_flow(max_steps):
     """The explorer's flow: loose tolerances (a picture, not a benchmark) and a work cap."""
     return Flow(rtol=1e-6, atol=1e-12, max_time=1e6, max_steps=max_steps)
-#: how often the window polls the worker, in milliseconds
-POLL_MS = 60
 
 
-def make_algorithm(name, gamma, eps):
-    """The algorithm object behind a radio label (see `ALGORITHMS`)."""
-    if name not in ALGORITHMS:
-        raise InputError(f"`algorithm` must be one of {sorted(ALGORITHMS)}; got {name!r}")
-    return ALGORITHMS[name](float(gamma), float(eps))
+def explorer_steps(eta, max_steps):
+    """The explorer's discrete steps `theta <- theta - eta D(theta)`, with a work cap."""
+    return Steps(eta, max_steps=max_steps)
+
+
+# -- controls, generated from the declarations ---------------------------------------------------------
+def offered():
+    """`(owner, class)` of everything the explorer has controls for: the registered algorithms (the
+    algorithm buttons, by registry name), then the wrappers (check boxes, by class name)."""
+    return [*ALGORITHMS.items(), *((w.__name__, w) for w in WRAPPERS)]
+
+
+def hypers(cls):
+    """The declarations of `cls` that get a control: all but nested algorithms."""
+    return [h for h in cls.hyper if h.kind != "algorithm"]
+
+
+def keyword(h):
+    """The keyword of `explore(...)` that starts the controls of declaration `h`: its CLI flag without
+    the dashes (`gamma`, `batch_size`; IGR's step size is `igr_eta`, `--igr-eta`, since `eta` is the
+    integrator's)."""
+    return h.cli[2:].replace("-", "_")
+
+
+def slider_range(h):
+    """`(lo, hi, log)`: the slider of a numeric declaration `h`, in values of the hyperparameter.
+
+    From the declaration, in this order: its `explore_range`; both bounds (an open end moved in by
+    1% of the range); a closed lower bound only (`gamma >= 0`, where the bound switches the term off):
+    linear from it to 10 times the example; an open lower bound only (`rho > 0`, a scale): `DECADES`
+    decades either side of the example; an upper bound only: linear, 10 times the example's distance
+    below it; no bound (`eps != 0`): linear from -10 to 10 times the example. Integers are rounded
+    inwards. `log` (the slider moves `log10` of the value) where `0 < lo` and `hi >= 100 lo`.
+    """
+    ex = h.example if isinstance(h.example, (int, float, np.integer, np.floating)) else None
+    x = abs(float(ex)) if ex else 1.0
+    if h.explore_range is not None:
+        lo, hi = h.explore_range
+    elif h.lo is not None and h.hi is not None:
+        lo, hi = float(h.lo), float(h.hi)
+        pad = 0.01 * (hi - lo)
+        lo, hi = lo + pad * h.lo_open, hi - pad * h.hi_open
+    elif h.lo is not None:
+        lo = float(h.lo)
+        above = float(ex) - lo if ex is not None and ex > lo else x
+        if h.lo_open:
+            lo, hi = lo + above / 10 ** DECADES, lo + above * 10 ** DECADES
+        else:
+            hi = lo + 10 * above
+    elif h.hi is not None:
+        hi = float(h.hi)
+        below = hi - float(ex) if ex is not None and ex < hi else x
+        lo, hi = hi - 10 * below, hi - 0.01 * below * h.hi_open
+    else:
+        lo, hi = -10 * x, 10 * x
+    if h.kind == "int":
+        lo, hi = math.ceil(lo), math.floor(hi)
+        hi = max(hi, lo + 1)
+    return lo, hi, h.kind != "int" and lo > 0 and hi >= 100 * lo
+
+
+@dataclass(frozen=True)
+class Control:
+    """The control generated from one declaration.
+
+    hyper : Hyper
+    owners : tuple of str
+        Registry names and wrapper class names of the classes that declare it.
+    lo, hi : float or None
+        Ends of the slider, in values of the hyperparameter (None for a check box).
+    log : bool
+        Whether the slider moves `log10` of the value.
+    values : tuple of int, or None
+        The only values allowed (the divisors of `n` for a size that must divide `n`).
+    init
+        Where the control starts.
+    """
+
+    hyper: object
+    owners: tuple
+    lo: float | None
+    hi: float | None
+    log: bool
+    values: tuple | None
+    init: object
+
+    @property
+    def label(self):
+        return f"log10 {self.hyper.name}" if self.log else self.hyper.name
+
+    def position(self, value):
+        """The slider position of `value`."""
+        return math.log10(value) if self.log else value
+
+    def value(self, position):
+        """The hyperparameter's value at slider `position` (a log slider's to 12 significant digits, so
+        that a value set through `position` comes back unchanged)."""
+        if self.values is not None:
+            return int(self.values[int(np.argmin(np.abs(np.asarray(self.values) - position)))])
+        if self.hyper.kind == "int":
+            return int(round(position))
+        return float(f"{10.0 ** position:.12g}") if self.log else float(position)
+
+
+def _valid(h, value):
+    try:
+        h.check(value)
+    except InputError:
+        return False
+    return True
+
+
+def make_control(h, owners=(), sizes=None, value=None):
+    """The `Control` of declaration `h`, starting at `value` (default: the declared example).
+
+    `sizes` (`{"n": 40}`) are the problem sizes a value may have to divide. A `value` outside the
+    slider's range widens it.
+    """
+    if h.kind == "bool":
+        start = h.example if value is None else value
+        return Control(h, tuple(owners), None, None, False, None, bool(start))
+    start = h.example if value is None else value
+    if h.divides:
+        size = int(sizes[h.divides])
+        values = tuple(k for k in range(1, size + 1) if size % k == 0 and _valid(h, k))
+        if start not in values:
+            start = values[0] if start is None else min(values, key=lambda v: abs(v - start))
+        return Control(h, tuple(owners), values[0], values[-1], False, values, int(start))
+    lo, hi, log = slider_range(h)
+    if start is None:
+        start = math.sqrt(lo * hi) if log else (lo + hi) / 2
+    start = int(round(start)) if h.kind == "int" else float(start)
+    return Control(h, tuple(owners), min(lo, start), max(hi, start), log, None, start)
+
+
+def controls(sizes, given=None):
+    """One `Control` per distinct declaration of `offered()`, in order: `Hyper -> Control`. `given`
+    (`Hyper -> value`) overrides where a control starts."""
+    owners = {}
+    for owner, cls in offered():
+        for h in hypers(cls):
+            owners.setdefault(h, []).append(owner)
+    given = given or {}
+    return {h: make_control(h, o, sizes, given.get(h)) for h, o in owners.items()}
+
+
+def starting_values(hyper, sizes):
+    """`Hyper -> value` for the keywords `hyper` of `explore(...)`: a value starts every control with
+    that keyword (`keyword`) whose declaration accepts it; `InputError` names a keyword that no control
+    has or whose value no declaration of that keyword accepts."""
+    by_keyword = {}
+    for owner, cls in offered():
+        for h in hypers(cls):
+            by_keyword.setdefault(keyword(h), {}).setdefault(h, []).append(owner)
+    out = {}
+    for kw, v in hyper.items():
+        if kw not in by_keyword:
+            raise InputError(f"`{kw}` is not a hyperparameter of any algorithm the explorer offers; they are "
+                             + ", ".join(f"`{k}`" for k in by_keyword))
+        if np.ndim(v) != 0:
+            raise InputError(f"`{kw}` must be a single value (where its control starts); got shape {np.shape(v)}")
+        fits = {h: h.check(v) for h in by_keyword[kw] if _valid(h, v)}
+        fits = {h: x for h, x in fits.items() if not h.divides or sizes[h.divides] % x == 0}
+        if not fits:
+            ranges = "; ".join(f"{'/'.join(o)}: {h.range}" + (f" ({h.divides} = {sizes[h.divides]})" if h.divides
+                                                              else "") for h, o in by_keyword[kw].items())
+            raise InputError(f"`{kw}` must satisfy {ranges}; got {v!r}")
+        out.update(fits)
+    return out
+
+
+def build_algorithm(name, values, wrappers=()):
+    """The algorithm the controls describe: registry entry `name` with its hyperparameters from `values`
+    (`Hyper -> value`), inside each wrapper class of `wrappers` (innermost first). `InputError` where the
+    library refuses the combination (its message says why)."""
+    cls = ALGORITHMS[name]
+    algorithm = cls(**{h.name: values[h] for h in hypers(cls)})
+    for wrapper in wrappers:
+        base = next(h.name for h in wrapper.hyper if h.kind == "algorithm")
+        algorithm = wrapper(**{base: algorithm}, **{h.name: values[h] for h in hypers(wrapper)})
+    return algorithm
+
+
+def describe(obj):
+    """`repr` of a declared object, numbers to 3 significant digits, leaving out switches and nested
+    algorithms at their declared defaults: `Momentum(base=SGD(batch_size=4), momentum=0.9)`."""
+    def show(v):
+        if isinstance(v, Declared):
+            return describe(v)
+        if isinstance(v, (float, np.floating)):
+            return f"{v:.3g}"
+        return repr(v)
+    values = obj.values()
+    shown = [h for h in obj.hyper if not (h.kind in ("bool", "algorithm") and values[h.name] is h.default
+                                          or h.kind == "bool" and values[h.name] == h.default)]
+    return f"{type(obj).__name__}({', '.join(f'{h.name}={show(values[h.name])}' for h in shown)})"
+
+
+def stable_eta(problem, algorithm, alpha):
+    """An estimate of the largest stable step size of `Steps` for `algorithm` from `u = v = alpha`.
+
+    `2 / lambda_max` of the update's Jacobian (what a diverged run's message suggests), the smaller of
+    its values at the start and at the gradient-flow limit (`u^2 - v^2 = beta`, `u v = alpha^2`), where
+    the curvature has grown with `|beta|`. NaN where neither gives an estimate.
+    """
+    model = Squares()
+    objective = Objective(problem, model)
+    points = [model.init(np.array([alpha], float), problem.d)]
+    sol = solve_dual(problem, alpha)
+    if sol.converged[0]:
+        b, a4 = sol.beta[0], alpha ** 4
+        r = np.sqrt(b * b + 4 * a4)
+        # u^2 = (r + b) / 2, v^2 = (r - b) / 2, each formed without cancellation
+        u2 = np.where(b >= 0, (r + b) / 2, 2 * a4 / (r - b))
+        v2 = np.where(b >= 0, 2 * a4 / (r + b), (r - b) / 2)
+        points.append(np.sqrt(np.stack([u2, v2]))[None])
+    with np.errstate(all="ignore"):
+        lims = [float(_stable_eta(objective, algorithm, theta)[0]) for theta in points]
+    lims = [x for x in lims if np.isfinite(x) and x > 0]
+    return min(lims) if lims else np.nan
+
+
+def default_eta(problem, algorithm, alpha):
+    """Where the `eta` slider starts: half of `stable_eta`, rounded down to one significant digit, within
+    the slider's range (the declared default where there is no estimate)."""
+    lo, hi, _ = slider_range(ETA)
+    x = stable_eta(problem, algorithm, alpha) / 2
+    if not np.isfinite(x):
+        return float(ETA.default)
+    unit = 10.0 ** math.floor(math.log10(x))
+    return float(min(max(float(f"{math.floor(x / unit) * unit:.1g}"), lo), hi))
 
 
 def test_error(problem, beta):
@@ -176,9 +430,20 @@ def _geo(a, axis=-1):
         return np.exp(np.mean(np.log(a), axis=axis))
 
 
-def simulate(problem, algorithm, alpha, *, max_steps=MAX_STEPS, save_at=SAVE_AT, loss_tol=LOSS_TOL):
-    """Run `algorithm` from `u = v = alpha` and reduce the run to a `Trajectory`."""
-    res = run(problem, algorithm, explorer_flow(max_steps), alpha=alpha, save_at=save_at, loss_tol=loss_tol)
+def _save_times(integrator, save_at):
+    """`save_at` as the run records it: for steps, each step `k >= 1` nearest a requested time, once."""
+    if not isinstance(integrator, Steps):
+        return save_at
+    k = np.unique(np.rint(save_at / integrator.eta))
+    return k[k >= 1] * integrator.eta
+
+
+def simulate(problem, algorithm, alpha, *, integrator=None, save_at=SAVE_AT, loss_tol=LOSS_TOL):
+    """Run `algorithm` from `u = v = alpha` with `integrator` (default the explorer's flow) and reduce the
+    run to a `Trajectory`."""
+    integrator = explorer_flow(MAX_STEPS) if integrator is None else integrator
+    res = run(problem, algorithm, integrator, alpha=alpha, save_at=_save_times(integrator, np.asarray(save_at, float)),
+              loss_tol=loss_tol)
     keep = res.t[0] < res.t_final[0]
     saved, final = res.saved, res.final
 
@@ -191,11 +456,14 @@ def simulate(problem, algorithm, alpha, *, max_steps=MAX_STEPS, save_at=SAVE_AT,
     aeff = np.vstack([aeff_s, aeff_f[None]])
     beta = final.beta[0]
     err, _ = test_error(problem, beta)
+    beta_theory = np.full_like(beta, np.nan)
     if res.ok[0] and np.all(np.isfinite(aeff_f)) and np.all(aeff_f > 0):
-        th = solve_dual(problem, aeff_f[None])
-        beta_theory = th.beta[0] if th.converged[0] else np.full_like(beta, np.nan)
-    else:
-        beta_theory = np.full_like(beta, np.nan)
+        try:
+            th = solve_dual(problem, aeff_f[None])
+        except InputError:  # an alpha_eff the dual cannot take (a discrete run that blew u, v up): no theory
+            th = None
+        if th is not None and th.converged[0]:
+            beta_theory = th.beta[0]
     return Trajectory(series(res.t, res.t_final[:, None]), series(saved.train_loss, final.train_loss), test,
                       _geo(aeff), aeff.min(axis=1), aeff.max(axis=1), beta, aeff_f, beta_theory,
                       np.nan if err is None else float(err[0]), str(res.status[0]), str(res.message[0]))
@@ -214,9 +482,10 @@ class Curve:
     converged: np.ndarray
 
 
-def simulate_curve(problem, algorithm, alphas=SIM_ALPHAS, *, max_steps=CURVE_MAX_STEPS, loss_tol=LOSS_TOL):
+def simulate_curve(problem, algorithm, alphas=SIM_ALPHAS, *, integrator=None, loss_tol=LOSS_TOL):
     """The algorithm's limit over `alphas`, all runs in one batch, reduced to a `Curve`."""
-    res = run(problem, algorithm, explorer_flow(max_steps), alpha=np.asarray(alphas, float), loss_tol=loss_tol)
+    integrator = explorer_flow(CURVE_MAX_STEPS) if integrator is None else integrator
+    res = run(problem, algorithm, integrator, alpha=np.asarray(alphas, float), loss_tol=loss_tol)
     err, _ = test_error(problem, res.final.beta)
     err = np.full(len(res), np.nan) if err is None else np.where(res.ok, err, np.nan)
     return Curve(np.asarray(alphas, float), err, res.status == "converged")
@@ -266,6 +535,45 @@ def panels(fig):
                                                hspace=0.42, wspace=0.28))
 
 
+class Setting(NamedTuple):
+    """What the widgets say.
+
+    seed : int
+        Problem seed.
+    name : str
+        Registry name of the chosen algorithm.
+    algorithm : Algorithm or None
+        The algorithm, wrappers included; None where the library refuses the combination.
+    integrator : Flow or Steps
+        What runs: steps whenever the algorithm has no flow.
+    alpha : float
+    error : str or None
+        Why there is no algorithm.
+    """
+
+    seed: int
+    name: str
+    algorithm: object
+    integrator: object
+    alpha: float
+    error: str | None = None
+
+
+#: widget geometry (figure fractions): rows of sliders in two columns, then the buttons' boxes
+ROW_TOP, ROW_STEP, ROW_HEIGHT = 0.2, 0.03, 0.02
+PROBLEM_COLUMN = (0.12, 0.2)     # alpha, seed, eta: (left, width)
+CONTROL_COLUMN = (0.46, 0.19)    # the chosen algorithm's and wrappers' controls
+ALGORITHM_BOX = [0.74, 0.01, 0.11, 0.215]
+INTEGRATOR_BOX = [0.87, 0.165, 0.11, 0.06]
+WRAPPER_BOX = [0.87, 0.075, 0.11, 0.065]
+RESET_BOX = [0.87, 0.015, 0.11, 0.04]
+
+
+def _row(column, i):
+    left, width = column
+    return [left, ROW_TOP - ROW_STEP * i, width, ROW_HEIGHT]
+
+
 class Explorer:
     """The explorer's state: its figure, widgets, artists, caches and worker.
 
@@ -273,19 +581,25 @@ class Explorer:
     answer it already has and asks the worker for the others; `poll()` draws
     the worker's answers for the current setting; `wait()` blocks until the
     worker is idle and then polls (for scripts and tests without an event loop).
+
+    `controls` (`Hyper -> Control`) are the generated controls; `control_widgets`
+    maps each declaration to its widget.
     """
 
-    def __init__(self, problem_for, seeded, *, alpha, algorithm, gamma, eps, seed, background,
-                 sim_alphas, save_at, max_steps, figsize):
+    def __init__(self, problem_for, seeded, controls, eta, *, first_problem, alpha, algorithm, seed, steps, wrappers,
+                 background, sim_alphas, save_at, max_steps, max_discrete_steps, figsize):
         import matplotlib.pyplot as plt
-        from matplotlib.widgets import Button, RadioButtons, Slider
+        from matplotlib import widgets as mw
 
         self.problem_for = problem_for
+        self.controls = controls
+        self.eta = eta
         self.sim_alphas = np.asarray(sim_alphas, float)
         self.save_at = np.asarray(save_at, float)
         self.max_steps = max_steps
+        self.max_discrete_steps = max_discrete_steps
         self.background = background
-        self._problems = OrderedDict()
+        self._problems = OrderedDict({seed: first_problem})
         self._refs = OrderedDict()
         self._sims = OrderedDict()
         self._curves = OrderedDict()
@@ -296,49 +610,95 @@ class Explorer:
                 self._pool.submit(_ready)
         self._muted = False
         self._want = None
-        self._initial_algorithm = list(ALGORITHMS).index(algorithm)
+        self._initial = dict(algorithm=list(ALGORITHMS).index(algorithm), integrator=int(steps),
+                             wrappers=tuple(wrappers))
 
         fig = plt.figure(figsize=figsize)
         self.fig = fig
         with _held(fig.canvas):  # widgets ask for draws as they are built; showing the figure draws it
-            self._build(fig, alpha, algorithm, gamma, eps, seed, seeded, Button, RadioButtons, Slider)
+            self._build(fig, alpha, algorithm, seed, steps, wrappers, seeded, mw)
             self.update()
 
-    def _build(self, fig, alpha, algorithm, gamma, eps, seed, seeded, Button, RadioButtons, Slider):
+    def _build(self, fig, alpha, algorithm, seed, steps, wrappers, seeded, mw):
         self.ax = ax = panels(fig)
         self.title = fig.text(0.5, 0.985, "", ha="center", va="top", fontsize=11)
         self.status = fig.text(0.5, 0.958, "", ha="center", va="top", fontsize=9, color="0.3")
         self.artists = self._make_artists(ax)
 
-        # widgets: four sliders on the left, the algorithm on the right
-        def slider(row, label, lo, hi, val, **kw):
-            a = fig.add_axes([0.12, 0.19 - 0.045 * row, 0.46, 0.028])
-            return Slider(a, label, lo, hi, valinit=val, **kw)
+        def boxed(rect, title):
+            a = fig.add_axes(rect)
+            a.set_title(title, fontsize=8, loc="left", pad=2)
+            return a
 
+        def small(buttons):
+            for t in buttons.labels:
+                t.set_fontsize(8)
+            return buttons
+
+        # the problem and the step size on the left; the chosen algorithm's controls beside them
+        e = self.eta
         w = {
-            "alpha": slider(0, "log10 alpha", *LOG10_ALPHA_RANGE, np.log10(alpha), valfmt="%.2f"),
-            "gamma": slider(1, "gamma (rho)", *GAMMA_RANGE, gamma, valfmt="%.3f"),
-            "eps": slider(2, "eps", *EPS_RANGE, eps, valfmt="%.3f"),
-            "seed": slider(3, "problem seed", *SEED_RANGE, seed, valstep=1, valfmt="%d"),
+            "alpha": mw.Slider(fig.add_axes(_row(PROBLEM_COLUMN, 0)), "log10 alpha", *LOG10_ALPHA_RANGE,
+                               valinit=np.log10(alpha), valfmt="%.2f"),
+            "seed": mw.Slider(fig.add_axes(_row(PROBLEM_COLUMN, 1)), "problem seed", *SEED_RANGE, valinit=seed,
+                              valstep=1, valfmt="%d"),
+            "eta": mw.Slider(fig.add_axes(_row(PROBLEM_COLUMN, 2)), f"{e.label} (steps)", e.position(e.lo),
+                             e.position(e.hi), valinit=e.position(e.init), valfmt="%.2f"),
+            "algorithm": small(mw.RadioButtons(boxed(ALGORITHM_BOX, "algorithm"), list(ALGORITHMS),
+                                               active=list(ALGORITHMS).index(algorithm))),
+            "integrator": small(mw.RadioButtons(boxed(INTEGRATOR_BOX, "integrator"), INTEGRATORS,
+                                                active=int(steps))),
+            "wrappers": small(mw.CheckButtons(boxed(WRAPPER_BOX, "wrappers"), [c.__name__ for c in WRAPPERS],
+                                              list(wrappers))),
+            "reset": mw.Button(fig.add_axes(RESET_BOX), "reset"),
         }
-        names = list(ALGORITHMS)
-        w["algorithm"] = RadioButtons(fig.add_axes([0.66, 0.025, 0.12, 0.20]), names,
-                                      active=names.index(algorithm))
-        w["reset"] = Button(fig.add_axes([0.84, 0.06, 0.11, 0.06]), "reset")
-        fig.text(0.84, 0.19, "gamma: GR strength\n(rho for SAM, USAM)\neps: ascent step\n(F-GR, B-GR)",
-                 fontsize=8, va="top", color="0.3")
         if not seeded:
             w["seed"].label.set_text("seed (data file)")
             w["seed"].set_active(False)
+        # one widget per declaration, hidden until its algorithm or wrapper is chosen (`_layout`)
+        self.control_widgets = {}
+        for h, c in self.controls.items():
+            a = fig.add_axes(_row(CONTROL_COLUMN, 0))
+            a.set_visible(False)
+            if h.kind == "bool":
+                a.set_frame_on(False)
+                widget = small(mw.CheckButtons(a, [c.label], [c.init]))
+            else:
+                step = np.asarray(c.values) if c.values is not None else 1 if h.kind == "int" else None
+                lo, hi = c.position(c.lo), c.position(c.hi)
+                widget = mw.Slider(a, c.label, lo, hi if hi > lo else lo + 1, valinit=c.position(c.init),
+                                   valstep=step, valfmt="%.2f" if c.log else "%d" if h.kind == "int" else "%.3g")
+            self.control_widgets[h] = widget
+        for owner, cls in offered():
+            if owner in w:
+                raise RuntimeError(f"the explorer's widget name {owner!r} is also an algorithm's name")
+            w[owner] = {h.name: self.control_widgets[h] for h in hypers(cls)}
         self.widgets = w
-        for k in ("alpha", "gamma", "eps", "seed"):
-            w[k].on_changed(self._changed)
-        w["algorithm"].on_clicked(self._changed)
+        for widget in (w["alpha"], w["seed"], w["eta"], *self.control_widgets.values()):
+            (widget.on_changed if hasattr(widget, "on_changed") else widget.on_clicked)(self._changed)
+        for k in ("algorithm", "integrator", "wrappers"):
+            w[k].on_clicked(self._changed)
         w["reset"].on_clicked(lambda _event: self.reset())
         self._timer = fig.canvas.new_timer(interval=POLL_MS)
         self._timer.add_callback(self.poll)
         self._timer_on = False
         fig.canvas.mpl_connect("close_event", lambda _event: self.close())
+
+    def _layout(self, s):
+        """Show the controls of the chosen algorithm and of the checked wrappers, one row each, and the
+        `eta` slider when the run is in steps."""
+        shown = [*hypers(ALGORITHMS[s.name])]
+        for wrapper, on in zip(WRAPPERS, self.widgets["wrappers"].get_status()):
+            shown += [h for h in hypers(wrapper) if on and h not in shown]
+        for h, widget in self.control_widgets.items():
+            on = h in shown
+            widget.ax.set_visible(on)
+            if on:
+                rect = _row(CONTROL_COLUMN, shown.index(h))
+                if h.kind == "bool":  # a check box sits where a slider's label does
+                    rect = [rect[0] - 0.085, rect[1] - 0.004, 0.16, rect[3] + 0.008]
+                widget.ax.set_position(rect)
+        self.widgets["eta"].ax.set_visible(isinstance(s.integrator, Steps))
 
     # -- artists, created once --------------------------------------------------------------------------
     def _make_artists(self, ax):
@@ -399,11 +759,28 @@ class Explorer:
         return a
 
     # -- the setting and its caches --------------------------------------------------------------------
+    def value(self, h):
+        """The value the control of declaration `h` is set to."""
+        widget = self.control_widgets[h]
+        if hasattr(widget, "get_status"):
+            return bool(widget.get_status()[0])
+        return self.controls[h].value(widget.val)
+
     def setting(self):
-        """The current widget values: `(seed, algorithm, gamma, eps, alpha)`."""
+        """The current widget values as a `Setting`."""
         w = self.widgets
-        return (int(round(w["seed"].val)), w["algorithm"].value_selected, float(w["gamma"].val),
-                float(w["eps"].val), float(10.0 ** w["alpha"].val))
+        name = w["algorithm"].value_selected
+        wrappers = [c for c, on in zip(WRAPPERS, w["wrappers"].get_status()) if on]
+        algorithm, error = None, None
+        try:
+            algorithm = build_algorithm(name, {h: self.value(h) for h in self.controls}, wrappers)
+        except InputError as e:
+            error = str(e)
+        if w["integrator"].value_selected == "steps" or (algorithm is not None and not algorithm.flow):
+            integrator = explorer_steps(self.eta.value(w["eta"].val), self.max_discrete_steps)
+        else:
+            integrator = explorer_flow(self.max_steps)
+        return Setting(int(round(w["seed"].val)), name, algorithm, integrator, float(10.0 ** w["alpha"].val), error)
 
     @staticmethod
     def _remember(cache, key, value, size=64):
@@ -422,16 +799,21 @@ class Explorer:
             self._remember(self._refs, seed, reference(self.problem(seed)), size=8)
         return self._refs[seed]
 
-    def _jobs(self, seed, name, gamma, eps, alpha):
-        """The simulations a setting needs: `(cache, key, function, args, kwargs)` (picklable, for a
-        process pool): the current run, and the algorithm's curve unless `sim_alphas` is empty."""
-        problem = self.problem(seed)
-        algorithm = make_algorithm(name, gamma, eps)
-        jobs = [(self._sims, ("sim", seed, name, gamma, eps, alpha), simulate, (problem, algorithm, alpha),
-                 dict(save_at=self.save_at, max_steps=self.max_steps))]
+    def _jobs(self, s):
+        """The simulations setting `s` needs: `(cache, key, function, args, kwargs)` (picklable, for a
+        process pool): the current run, and the algorithm's curve unless `sim_alphas` is empty; none where
+        the library refuses the algorithm."""
+        if s.algorithm is None:
+            return []
+        problem = self.problem(s.seed)
+        what = (s.seed, repr(s.algorithm), repr(s.integrator))
+        jobs = [(self._sims, ("sim", *what, s.alpha), simulate, (problem, s.algorithm, s.alpha),
+                 dict(integrator=s.integrator, save_at=self.save_at))]
         if self.sim_alphas.size:
-            jobs.append((self._curves, ("curve", seed, name, gamma, eps), simulate_curve,
-                         (problem, algorithm, self.sim_alphas), dict(max_steps=min(self.max_steps, CURVE_MAX_STEPS))))
+            curve = s.integrator if isinstance(s.integrator, Steps) else explorer_flow(min(self.max_steps,
+                                                                                           CURVE_MAX_STEPS))
+            jobs.append((self._curves, ("curve", *what), simulate_curve, (problem, s.algorithm, self.sim_alphas),
+                         dict(integrator=curve)))
         return jobs
 
     # -- callbacks --------------------------------------------------------------------------------------
@@ -441,8 +823,8 @@ class Explorer:
 
     def update(self):
         """Read the widgets, draw what is known, and compute (or ask the worker for) the rest."""
-        seed, name, gamma, eps, alpha = s = self.setting()
-        jobs = self._jobs(*s)
+        s = self.setting()
+        jobs = self._jobs(s)
         self._want = {job[1] for job in jobs}
         for key in list(self._futures):  # stale requests that have not started are dropped
             if key not in self._want and self._futures[key].cancel():
@@ -451,12 +833,17 @@ class Explorer:
             if key in cache or key in self._futures:
                 continue
             if self._pool is None:
-                self._remember(cache, key, fn(*args, **kwargs))
+                try:
+                    value = fn(*args, **kwargs)
+                except InputError as e:  # shown in the status line, as a worker's error is
+                    value = e
+                self._remember(cache, key, value)
             else:
                 self._futures[key] = self._pool.submit(fn, *args, **kwargs)
         if self._futures and not self._timer_on:
             self._timer.start()
             self._timer_on = True
+        self._layout(s)
         self.draw()
 
     def poll(self):
@@ -488,12 +875,21 @@ class Explorer:
 
     def reset(self):
         """Put every widget back to its initial value, then update once."""
+        w = self.widgets
         self._muted = True
         try:
             with _held(self.fig.canvas):
-                for k in ("alpha", "gamma", "eps", "seed"):
-                    self.widgets[k].reset()
-                self.widgets["algorithm"].set_active(self._initial_algorithm)
+                for widget in (w["alpha"], w["seed"], w["eta"], *self.control_widgets.values()):
+                    if hasattr(widget, "reset"):
+                        widget.reset()
+                for h, widget in self.control_widgets.items():
+                    if hasattr(widget, "get_status") and widget.get_status()[0] != self.controls[h].init:
+                        widget.set_active(0)
+                w["algorithm"].set_active(self._initial["algorithm"])
+                w["integrator"].set_active(self._initial["integrator"])
+                for i, (on, want) in enumerate(zip(w["wrappers"].get_status(), self._initial["wrappers"])):
+                    if on != want:
+                        w["wrappers"].set_active(i)
         finally:
             self._muted = False
         self.update()
@@ -508,21 +904,23 @@ class Explorer:
 
     # -- the one drawing function ----------------------------------------------------------------------
     def current(self):
-        """What is known for the current setting, as a dict: `problem`, `reference` (`Reference`),
-        `beta` and `error` (the gradient-flow limit and its test error), `sim` (`Trajectory`, an
-        exception, or None while pending) and `curve` (`Curve` or None)."""
+        """What is known for the current setting, as a dict: `setting` (`Setting`), `problem`,
+        `reference` (`Reference`), `beta` and `error` (the gradient-flow limit and its test error), `sim`
+        (`Trajectory`, an exception, or None while pending or where nothing runs), `curve` (`Curve` or
+        None) and `pending`."""
         s = self.setting()
-        problem = self.problem(s[0])
-        beta, err = gf_limit(problem, s[4])
-        keys = {job[1][0]: job[1] for job in self._jobs(*s)}
-        return dict(problem=problem, reference=self.ref(s[0]), beta=beta, error=err,
-                    sim=self._sims.get(keys["sim"]), curve=self._curves.get(keys.get("curve")),
-                    pending=keys["sim"] in self._futures)
+        problem = self.problem(s.seed)
+        beta, err = gf_limit(problem, s.alpha)
+        keys = {job[1][0]: job[1] for job in self._jobs(s)}
+        return dict(setting=s, problem=problem, reference=self.ref(s.seed), beta=beta, error=err,
+                    sim=self._sims.get(keys.get("sim")), curve=self._curves.get(keys.get("curve")),
+                    pending=keys.get("sim") in self._futures)
 
     def draw(self):
         """Set every artist's data from the caches for the current setting; ends in `draw_idle()`."""
-        seed, name, gamma, eps, alpha = self.setting()
         now = self.current()
+        s = self.setting()
+        alpha = s.alpha
         problem, ref, beta, err, sim, curve = (now[k] for k in ("problem", "reference", "beta", "error", "sim",
                                                                   "curve"))
         a, ax = self.artists, self.ax
@@ -576,33 +974,47 @@ class Explorer:
             top = ys.max()
             ax["err"].set_ylim(max(ys.min(), top * 1e-8) / 2, top * 2)
 
-        algo = FORMULAS[name].format(g=gamma, e=eps)
-        self.title.set_text(f"{algo}   |   alpha = {alpha:.3g}   |   problem n = {problem.n}, d = {d}"
-                            + (f", seed {seed}" if self.widgets["seed"].get_active() else ""))
-        self.status.set_text(self._status_line(sim, now["pending"], err, ref.error_name))
+        if s.algorithm is None:
+            what = f"{ALGORITHMS[s.name].__name__} (not run)"
+        elif isinstance(s.integrator, Steps):
+            forced = self.widgets["integrator"].value_selected != "steps"
+            what = (f"{describe(s.algorithm)}, steps eta = {s.integrator.eta:.3g}"
+                    + (" (it has no flow)" if forced else ""))
+        else:
+            what = f"{describe(s.algorithm)}, flow"
+        title = (f"{what}   |   alpha = {alpha:.3g}   |   problem n = {problem.n}, d = {d}"
+                 + (f", seed {s.seed}" if self.widgets["seed"].get_active() else ""))
+        self.title.set_text(title)
+        self.title.set_fontsize(min(11.0, 11.0 * 130 / len(title)))  # a long algorithm still fits the window
+        line, bad = self._status_line(sim, now["pending"], err, ref.error_name, s.error)
+        self.status.set_text(line)
+        self.status.set_color("tab:red" if bad else "0.3")
         self.fig.canvas.draw_idle()
 
     @staticmethod
-    def _status_line(sim, pending, err, err_name):
+    def _status_line(sim, pending, err, err_name, refused=None):
+        """The status line, and whether it reports a failure (drawn in red)."""
         gf = f"GF prediction: {err_name} {err:.3g}"
+        if refused is not None:
+            return gf + f"   |   not run: {refused}", True
         if pending:
-            return gf + "   |   simulating the algorithm ..."
+            return gf + "   |   simulating the algorithm ...", False
         if isinstance(sim, Exception):
-            return gf + f"   |   simulation failed: {sim}"
+            return gf + f"   |   simulation failed: {sim}", True
         if sim is None:
-            return gf
+            return gf, False
         line = f"{gf}   |   simulation: {sim.status} at t = {sim.t[-1]:.3g}, {err_name} {sim.error:.3g}"
         if sim.status == "converged" and np.all(np.isfinite(sim.beta_theory)):
             gap = np.max(np.abs(sim.beta - sim.beta_theory))
             line += f", max|beta - argmin Q_alpha_eff(inf)| = {gap:.1e}"
         elif sim.status != "converged":
             line += f" ({sim.message})"
-        return line
+        return line, sim.status not in STATUSES[:5]
 
 
-def explore(problem=None, *, alpha=1e-1, algorithm="gr", gamma=0.05, eps=0.1, seed=0, n=40, d=200, s=5,
+def explore(problem=None, *, alpha=1e-1, algorithm="gr", seed=0, steps=False, eta=None, n=40, d=200, s=5,
             noise=0.0, background=True, sim_alphas=None, save_at=None, max_steps=MAX_STEPS,
-            figsize=(13, 8.5)):
+            max_discrete_steps=MAX_DISCRETE_STEPS, figsize=(13, 8.5), **hyper):
     """Open the explorer on a problem; returns `(fig, widgets)` without blocking.
 
     Parameters
@@ -613,14 +1025,24 @@ def explore(problem=None, *, alpha=1e-1, algorithm="gr", gamma=0.05, eps=0.1, se
         seed slider moves.
     alpha : float
         Initial `alpha`, `1e-8 <= alpha <= 1e3` (the slider is `log10 alpha`).
-    algorithm : {'gd', 'gr', 'fgr', 'bgr', 'sam', 'usam'}
-        Initial radio button; SAM and USAM take `rho = gamma`.
-    gamma : float
-        GR strength, `0 <= gamma <= 0.5`.
-    eps : float
-        Finite-difference ascent step, `0.01 <= eps <= 0.5`.
+    algorithm : str
+        Initial algorithm, a name of the registry `dln.ALGORITHMS`.
     seed : int
         Problem seed, `0 <= seed <= 20`.
+    steps : bool
+        Start in discrete steps (`dln.Steps`) rather than the flow (algorithms
+        without a flow run in steps either way).
+    eta : float, optional
+        Initial step size, `eta > 0`. Default: half the stable step size of the
+        initial algorithm, estimated at `alpha` (`default_eta`).
+    **hyper
+        Where the hyperparameter controls start, by keyword (the `dln explore`
+        flag without dashes: `gamma=0.1`, `eps=0.1`, `rho=0.05`,
+        `batch_size=4`, `momentum=0.9`, `igr_eta=0.01`, ...); a value starts every
+        control of that keyword whose declaration accepts it. A wrapper's keyword
+        that the initial algorithm does not take (`momentum`, `m`) also checks
+        the wrapper, as `dln simulate` applies it. Default: each declaration's
+        example.
     n, d, s, noise : problem options of `make_problem`.
     background : bool, {'process', 'thread'} or concurrent.futures.Executor
         Where simulations run while the window stays responsive; each is drawn
@@ -635,35 +1057,44 @@ def explore(problem=None, *, alpha=1e-1, algorithm="gr", gamma=0.05, eps=0.1, se
         values from 1e-8 to 1e3, evenly spaced in `log10 alpha`.
     save_at : array_like, shape (S,), optional
         Save times of the current run. Default `SAVE_AT`: 91 times from 1e-9 to
-        1e6, evenly spaced in `log10 t`.
+        1e6, evenly spaced in `log10 t` (in steps: the step nearest each).
     max_steps : int
-        Work cap: accepted flow steps of the current run (the curve's runs take
-        at most `CURVE_MAX_STEPS`). A capped run says so in the status line.
+        Work cap of a flow: accepted steps of the current run (the curve's runs
+        take at most `CURVE_MAX_STEPS`). A capped run says so in the status line.
+    max_discrete_steps : int
+        Work cap of a run in steps, its curve's runs included.
 
     Returns
     -------
     fig : matplotlib.figure.Figure
-        Its `explorer` attribute is the `Explorer` (artists, `wait()`, `poll()`).
+        Its `explorer` attribute is the `Explorer` (artists, `setting()`,
+        `current()`, `wait()`, `poll()`).
     widgets : dict
-        `alpha` (the `log10 alpha` slider), `gamma`, `eps`, `seed` (sliders),
-        `algorithm` (radio buttons) and `reset` (button): call
-        `widgets['alpha'].set_val(-2)` to move a slider.
+        `alpha` (the `log10 alpha` slider), `seed` and `eta` (sliders;
+        `eta` moves `log10 eta`), `algorithm` and `integrator` (radio buttons),
+        `wrappers` (check boxes), `reset` (button), and per registry name and
+        wrapper class name a dict of its controls by hyperparameter name
+        (`widgets["fgr"]["eps"]`, `widgets["Momentum"]["momentum"]`; a slider
+        labelled `log10` moves `log10` of the value). Call
+        `widgets["alpha"].set_val(-2)` to move a slider.
     """
     lo, hi = LOG10_ALPHA_RANGE
     a = finite_array(alpha, "alpha")
     if a.ndim or not 10.0 ** lo <= a <= 10.0 ** hi:
         raise InputError(f"`alpha` must be a number with 1e-8 <= alpha <= 1e3; got {alpha!r}")
-    for nm, v, (vlo, vhi) in (("gamma", gamma, GAMMA_RANGE), ("eps", eps, EPS_RANGE)):
-        x = finite_array(v, nm)
-        if x.ndim or not vlo <= x <= vhi:
-            raise InputError(f"`{nm}` must be a number with {vlo} <= {nm} <= {vhi}; got {v!r}")
+    if algorithm not in ALGORITHMS:
+        raise InputError(f"`algorithm` must be one of {', '.join(ALGORITHMS)}; got {algorithm!r}")
     if not isinstance(seed, (int, np.integer)) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
         raise InputError(f"`seed` must be an integer with {SEED_RANGE[0]} <= seed <= {SEED_RANGE[1]}; got {seed!r}")
-    make_algorithm(algorithm, gamma, eps)
+    if not isinstance(steps, (bool, np.bool_)):
+        raise InputError(f"`steps` must be True or False; got {steps!r}")
+    if eta is not None and (np.ndim(eta) != 0 or not _valid(ETA, eta)):
+        raise InputError(f"`eta` must be a number with {ETA.range}; got {eta!r}")
     if not (background in (True, False, "process", "thread") or isinstance(background, cf.Executor)):
         _executor(background)  # raises the InputError
-    if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
-        raise InputError(f"`max_steps` must be an integer >= 1; got {max_steps!r}")
+    for name, cap in (("max_steps", max_steps), ("max_discrete_steps", max_discrete_steps)):
+        if not isinstance(cap, (int, np.integer)) or cap < 1:
+            raise InputError(f"`{name}` must be an integer >= 1; got {cap!r}")
     sim_alphas = finite_array(SIM_ALPHAS if sim_alphas is None else sim_alphas, "sim_alphas", ndim=1)
     if np.any(sim_alphas <= 0):
         raise InputError("`sim_alphas` must hold values alpha > 0")
@@ -681,15 +1112,33 @@ def explore(problem=None, *, alpha=1e-1, algorithm="gr", gamma=0.05, eps=0.1, se
 
         def problem_for(_sd):
             return problem
-    ex = Explorer(problem_for, problem is None, alpha=float(a), algorithm=algorithm, gamma=float(gamma),
-                  eps=float(eps), seed=int(seed), background=background, sim_alphas=sim_alphas, save_at=save_at,
-                  max_steps=max_steps, figsize=figsize)
+    first = problem_for(int(seed))
+    sizes = {"n": first.n}
+    ctrls = controls(sizes, starting_values(hyper, sizes))
+    own = {keyword(h) for h in hypers(ALGORITHMS[algorithm])}
+    wrappers = tuple(any(keyword(h) in hyper and keyword(h) not in own for h in hypers(c)) for c in WRAPPERS)
+    checked = [c for c, on in zip(WRAPPERS, wrappers) if on]
+    try:
+        first_algorithm = build_algorithm(algorithm, {h: c.init for h, c in ctrls.items()}, checked)
+    except InputError as e:
+        inside = f" inside {', '.join(c.__name__ for c in checked)}" if checked else ""
+        raise InputError(f"{e} (`algorithm` {algorithm!r}{inside})") from None
+    if eta is None:
+        eta = default_eta(first, first_algorithm, float(a))
+    eta_control = make_control(ETA, ("steps",), sizes, float(eta))
+    ex = Explorer(problem_for, problem is None, ctrls, eta_control, first_problem=first, alpha=float(a),
+                  algorithm=algorithm, seed=int(seed), steps=bool(steps), wrappers=wrappers, background=background,
+                  sim_alphas=sim_alphas, save_at=save_at, max_steps=max_steps, max_discrete_steps=max_discrete_steps,
+                  figsize=figsize)
     ex.fig.explorer = ex
     return ex.fig, ex.widgets
 
 
 def add_arguments(parser, cmd="explore"):
-    """Options of `dln explore`."""
+    """Options of `dln explore`; the hyperparameter flags are those of `dln simulate`, generated from the
+    declarations."""
+    from .cli_simulate import _declared, _number
+
     src = parser.add_argument_group("problem (either a data file or the default problem's options)")
     src.add_argument("--data", metavar="FILE.npz", help="load X, y (and X_test, y_test, beta_star) from an .npz file")
     src.add_argument("--n", type=int, default=None, help="samples (default 40)")
@@ -697,29 +1146,53 @@ def add_arguments(parser, cmd="explore"):
     src.add_argument("--s", type=int, default=None, help="sparsity of beta* (default 5)")
     src.add_argument("--noise", type=float, default=None, help="label noise std (default 0)")
     src.add_argument("--seed", type=int, default=None, help="initial problem seed, 0..20 (default 0)")
-    ini = parser.add_argument_group("initial widget values")
+    ini = parser.add_argument_group(
+        "initial widget values (a hyperparameter flag starts every control of that name; a wrapper's flag that "
+        "the algorithm does not take also checks the wrapper; default: each declaration's example)")
     ini.add_argument("--alpha", type=float, default=1e-1, help="initialization scale, 1e-8..1e3 (default 0.1)")
     ini.add_argument("--algorithm", default="gr", help=f"one of {', '.join(ALGORITHMS)} (default gr)")
-    ini.add_argument("--gamma", type=float, default=0.05, help="GR strength, rho for sam/usam, 0..0.5 (default 0.05)")
-    ini.add_argument("--eps", type=float, default=0.1, help="ascent step of fgr/bgr, 0.01..0.5 (default 0.1)")
+    for name, decl in _declared().items():
+        h = decl[0][1]
+        where = "; ".join(f"{alg}: {g.range}" for alg, g in decl)
+        ini.add_argument(h.cli, dest=keyword(h), metavar=name.upper(), help=f"{h.help} ({where})",
+                         type=_number(int if h.kind == "int" else float, note=f" ({where})"))
+    for name, decl in _declared(bools=True).items():
+        h = decl[0][1]
+        ini.add_argument(h.cli, dest=keyword(h), action="store_const", const=True,
+                         help=f"{h.help} ({', '.join(alg for alg, _ in decl)})")
+    mode = ini.add_mutually_exclusive_group()
+    mode.add_argument("--flow", dest="steps", action="store_false", help="start with the flow (default)")
+    mode.add_argument("--steps", dest="steps", action="store_true",
+                      help="start with discrete steps theta -= eta D(theta) (algorithms without a flow always step)")
+    parser.set_defaults(steps=False)
+    ini.add_argument("--eta", type=_number(float, 0, lo_open=True),
+                     help="initial step size > 0 (default: half the stable step size estimated at --alpha)")
     work = parser.add_argument_group("simulation work")
     work.add_argument("--curve-points", type=int, default=SIM_ALPHAS.size,
                       help="alphas on the algorithm's simulated test-loss curve, 1e-8..1e3 "
                            f"(default {SIM_ALPHAS.size}; 0 for none)")
     work.add_argument("--max-steps", type=int, default=MAX_STEPS,
-                      help=f"work cap of the current run in accepted flow steps (default {MAX_STEPS})")
+                      help=f"work cap of a flow in accepted steps (default {MAX_STEPS})")
+    work.add_argument("--max-discrete-steps", type=int, default=MAX_DISCRETE_STEPS,
+                      help=f"work cap of a run in discrete steps (default {MAX_DISCRETE_STEPS})")
     parser.add_argument("--save", metavar="FILE.png",
                         help="compute everything, save the window as an image and exit (no display needed)")
 
 
+def _hyper_flags():
+    """`keyword -> flag` of the hyperparameters `dln explore` takes (from the declarations)."""
+    return {keyword(h): h.cli for _, cls in offered() for h in hypers(cls)}
+
+
 def main(args, cmd="explore"):
     """`dln explore`: open the window (blocks until it is closed), or `--save` an image of it; errors name
-    the flags (`--alpha`), not the function's arguments (`alpha`)."""
+    the flags (`--alpha`, `--igr-eta`), not the function's arguments (`alpha`, `igr_eta`)."""
     try:
         return _main(args)
     except InputError as e:
-        flag = lambda m: f"`--{m.group(1).replace('_', '-')}`"  # noqa: E731
-        raise InputError(re.sub(r"`(n|d|s|noise|seed|alpha|algorithm|gamma|eps|max_steps|data)`", flag, str(e))) from None
+        flags = {k: "--" + k.replace("_", "-") for k in vars(args)}
+        named = re.sub(r"`([a-z_]+)`", lambda m: f"`{flags.get(m.group(1), m.group(1))}`", str(e))
+        raise InputError(named) from None
 
 
 def _main(args):
@@ -737,10 +1210,11 @@ def _main(args):
         if not os.path.splitext(args.save)[1]:
             raise InputError(f"`--save` needs a file extension such as .png; got {args.save!r}")
         writable_file(args.save, "--save")
-    kw = dict(alpha=args.alpha, algorithm=args.algorithm, gamma=args.gamma, eps=args.eps,
-              seed=0 if args.seed is None else args.seed, max_steps=args.max_steps,
+    hyper = {k: getattr(args, k) for k in _hyper_flags() if getattr(args, k, None) is not None}
+    kw = dict(alpha=args.alpha, algorithm=args.algorithm, seed=0 if args.seed is None else args.seed,
+              steps=args.steps, eta=args.eta, max_steps=args.max_steps, max_discrete_steps=args.max_discrete_steps,
               sim_alphas=np.logspace(*LOG10_ALPHA_RANGE, args.curve_points),
-              **{k: v for k, v in opts.items() if v is not None})
+              **{k: v for k, v in opts.items() if v is not None}, **hyper)
     import matplotlib
     if args.save:
         matplotlib.use("Agg")

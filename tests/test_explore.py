@@ -5,12 +5,18 @@ the callback: deterministic); one test drives the worker thread with a gated
 simulation to check that a stale result is not drawn. The screenshot test
 (`-m xvfb`) opens the real TkAgg window on a virtual screen.
 
+The registry tests iterate `dln.ALGORITHMS` and the wrappers: every declared
+hyperparameter has its generated control, and every algorithm runs (flow and
+steps) with small work caps. They branch on capabilities (`flow`, `mirror`,
+`drift_free`), never on names.
+
 Problems are small (n = 10, d = 30) and the simulated test-loss curve is cut
 to one or two alphas, so that the module runs in seconds.
 """
 import concurrent.futures as cf
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,8 +35,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 import dln  # noqa: E402
 import dln.cli  # noqa: E402
 from dln import explore as explore_fn  # noqa: E402  (the function; dln.explore is re-exported)
-from dln.explore import LOSS_TOL  # noqa: E402
+from dln._hyper import Hyper  # noqa: E402
+from dln.algorithms import example  # noqa: E402
+from dln.explore import ETA, INTEGRATORS, LOSS_TOL  # noqa: E402
 import dln.explore  # noqa: E402,F401  (module in sys.modules)
+from dln.stochastic import WRAPPERS  # noqa: E402
 
 EXPLORE_MODULE = sys.modules["dln.explore"]
 
@@ -171,7 +180,7 @@ def test_gamma_slider_lowers_alpha_eff_for_GR(open_explorer):
     p = small_problem()
     finals = []
     for g in (0.0, 0.1, 0.4):
-        w["gamma"].set_val(g)
+        w["gr"]["gamma"].set_val(g)
         _, mean = drawn(fig, "aeff_mean")
         finals.append(mean[-1])
         # GR: every coordinate has drift c = 4 gamma g_i^2 >= 0, so alpha_eff_i(t) never grows;
@@ -189,10 +198,11 @@ def test_gamma_slider_lowers_alpha_eff_for_GR(open_explorer):
 def test_eps_slider_moves_FGR_away_from_GR_linearly(open_explorer):
     fig, w = open_explorer(algorithm="gr", gamma=0.2, alpha=0.3)
     log_gr = np.log(drawn(fig, "aeff_mean")[1][-1])
-    w["algorithm"].set_active(list(EXPLORE_MODULE.ALGORITHMS).index("fgr"))
+    assert w["fgr"]["gamma"] is w["gr"]["gamma"]  # one declaration, one control: F-GR starts at GR's gamma
+    w["algorithm"].set_active(list(dln.ALGORITHMS).index("fgr"))
     dev = {}
     for e in (0.4, 0.05):
-        w["eps"].set_val(e)
+        w["fgr"]["eps"].set_val(e)
         mean = drawn(fig, "aeff_mean")[1]
         # F-GR's drift 4 gamma g g_plus is >= 0 while g_plus ~ g: alpha_eff decreases (to solver slack)
         assert np.all(np.diff(np.log(mean)) <= 1e-7)
@@ -218,26 +228,34 @@ def test_seed_slider_draws_the_new_problem(open_explorer):
     assert interp_error(p3, np.nan_to_num(l1)) <= 1e-8  # min-l1 drawn on its support is the new problem's
 
 
-def test_radio_buttons_select_the_algorithm_and_each_limit_obeys_the_mirror_theory(open_explorer):
-    # gamma = eps, so that F-GR(gamma, eps) and USAM(rho = gamma) are the same flow (docs/theory.md)
-    fig, w = open_explorer(algorithm="gd", gamma=0.15, eps=0.15, alpha=0.3)
+def test_radio_buttons_select_the_algorithm_and_each_flow_limit_obeys_the_mirror_theory(open_explorer):
+    # gamma = eps = rho, so that F-GR(gamma, eps) and USAM(rho) are the same flow (docs/theory.md)
+    fig, w = open_explorer(algorithm="gd", gamma=0.15, eps=0.15, rho=0.15, alpha=0.3, max_discrete_steps=50)
     p = small_problem()
-    names = list(EXPLORE_MODULE.ALGORITHMS)
+    names = list(dln.ALGORITHMS)
+    assert [t.get_text() for t in w["algorithm"].labels] == names  # the registry, stochastic algorithms included
     final = {}
     for k, name in reversed(list(enumerate(names))):  # ends on gd, which was drawn first: it is redrawn
         w["algorithm"].set_active(k)
         assert w["algorithm"].value_selected == name
-        assert EXPLORE_MODULE.FORMULAS[name].split("(")[0] in fig.explorer.title.get_text()
+        s = fig.explorer.setting()
+        assert type(s.algorithm) is dln.ALGORITHMS[name]
+        assert fig.explorer.title.get_text().startswith(type(s.algorithm).__name__ + "(")
+        if not (s.algorithm.flow and s.algorithm.mirror):
+            continue  # the mirror theory is a statement about flows of the GR family
         sim = fig.explorer.current()["sim"]
         assert sim.status == "converged", sim.message
         final[name] = sim.alpha_eff
         # every flow of the family keeps beta = 2 alpha_eff^2 sinh(X^T nu): the limit is argmin Q_{alpha_eff(inf)}
         theory = dln.solve_dual(p, sim.alpha_eff[None]).beta[0]
         assert np.abs(drawn(fig, "sim_beta")[1] - theory).max() <= gap_tolerance(p, fig), name
-        # and for the GR family with gamma > 0 it ends at a smaller alpha_eff: towards the rich regime
+        # a drift-free flow keeps alpha_eff at alpha; the others end below it: towards the rich regime
         mean = drawn(fig, "aeff_mean")[1]
-        assert mean[-1] < 0.3 or name == "gd"
-    np.testing.assert_allclose(final["gd"], 0.3, rtol=1e-12)
+        if s.algorithm.drift_free():
+            np.testing.assert_allclose(sim.alpha_eff, 0.3, rtol=1e-12)
+        else:
+            assert mean[-1] < 0.3
+    assert {"gd", "gr", "fgr", "bgr", "usam", "sam"} <= set(final)
     np.testing.assert_allclose(final["usam"], final["fgr"], rtol=1e-12)  # USAM(rho) = F-GR(rho, rho)
     distinct = [final[n] for n in ("gr", "fgr", "bgr", "sam")]
     for a in range(len(distinct)):
@@ -246,20 +264,161 @@ def test_radio_buttons_select_the_algorithm_and_each_limit_obeys_the_mirror_theo
 
 
 def test_reset_button_restores_every_widget(open_explorer):
-    fig, w = open_explorer(algorithm="gr", gamma=0.05, eps=0.1, alpha=0.3, max_steps=30)
+    fig, w = open_explorer(algorithm="gr", gamma=0.05, eps=0.1, alpha=0.3, eta=0.02, max_steps=30,
+                           max_discrete_steps=30)
     first = stems(fig)
+    start = fig.explorer.setting()
     w["alpha"].set_val(-3.0)
-    w["gamma"].set_val(0.3)
-    w["eps"].set_val(0.2)
+    w["gr"]["gamma"].set_val(0.3)
+    w["fgr"]["eps"].set_val(0.2)
+    w["fgr"]["normalized"].set_active(0)
     w["seed"].set_val(2)
-    w["algorithm"].set_active(0)
+    w["eta"].set_val(-1.0)
+    w["integrator"].set_active(1)
+    w["wrappers"].set_active(len(WRAPPERS) - 1)
+    w["algorithm"].set_active(list(dln.ALGORITHMS).index("fgr"))
+    assert repr(fig.explorer.setting().algorithm) != repr(start.algorithm)
     n_draws = len(DRAWS)
     click(w["reset"])
-    assert (w["alpha"].val, w["gamma"].val, w["eps"].val, w["seed"].val) == (np.log10(0.3), 0.05, 0.1, 0)
-    assert w["algorithm"].value_selected == "gr"
+    assert (w["alpha"].val, w["gr"]["gamma"].val, w["fgr"]["eps"].val, w["seed"].val) == (np.log10(0.3), 0.05, 0.1, 0)
+    assert w["algorithm"].value_selected == "gr" and w["integrator"].value_selected == "flow"
+    assert not any(w["wrappers"].get_status()) and not any(w["fgr"]["normalized"].get_status())
     np.testing.assert_array_equal(stems(fig), first)
-    assert fig.explorer.setting() == (0, "gr", 0.05, 0.1, 10 ** np.log10(0.3))
+    now = fig.explorer.setting()
+    assert (now.seed, now.name, repr(now.algorithm), repr(now.integrator), now.alpha) == \
+        (0, "gr", "GR(gamma=0.05)", repr(start.integrator), 10 ** np.log10(0.3))
+    assert w["eta"].val == pytest.approx(np.log10(0.02))
     assert DRAWS[n_draws:] and DRAWS[-1] is fig
+
+
+class _Idle(cf.Executor):
+    """A worker that never runs anything: the window is built and every control moved, no simulation."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        return cf.Future()
+
+
+def _shown(fig):
+    """Declarations whose controls are visible."""
+    return {h for h, widget in fig.explorer.control_widgets.items() if widget.ax.get_visible()}
+
+
+def test_every_declared_hyperparameter_has_its_generated_control(open_explorer):
+    """The controls follow from the declarations: one per declaration, shared by the classes that declare
+    it, over a range the declaration accepts that holds its example; selecting an algorithm (or checking a
+    wrapper) shows exactly its controls; the `eta` slider shows whenever the run is in steps."""
+    fig, w = open_explorer(background=_Idle())
+    ex = fig.explorer
+    n = small_problem().n
+    offered = [*dln.ALGORITHMS.items(), *((c.__name__, c) for c in WRAPPERS)]
+    for owner, cls in offered:
+        for h in (h for h in cls.hyper if h.kind != "algorithm"):
+            widget, c = w[owner][h.name], ex.controls[h]
+            assert widget is ex.control_widgets[h] and owner in c.owners
+            if h.kind == "bool":
+                assert [t.get_text() for t in widget.labels] == [h.name]
+                continue
+            ends = (c.value(widget.valmin), c.value(widget.valmax))
+            assert all(h.check(v) == v for v in ends), (owner, h.name, ends)
+            assert ends[0] <= h.example <= ends[1], (owner, h.name)
+            assert widget.valinit == pytest.approx(c.position(h.example))
+            assert c.log == (widget.label.get_text() == f"log10 {h.name}")
+            assert not c.log or ends[1] >= 100 * ends[0] > 0  # a log slider where the range spans decades
+            if h.divides:
+                assert c.values and all(n % v == 0 for v in c.values)
+    for k, (name, cls) in enumerate(dln.ALGORITHMS.items()):
+        w["algorithm"].set_active(k)
+        assert _shown(fig) == {h for h in cls.hyper if h.kind != "algorithm"}, name
+        # a discrete-only algorithm runs in steps whatever the integrator buttons say
+        assert w["eta"].ax.get_visible() == (not example(cls).flow), name
+    w["integrator"].set_active(INTEGRATORS.index("steps"))
+    assert w["eta"].ax.get_visible()
+    # each wrapper alone, around an algorithm that every wrapper takes
+    base_name = next(k for k, cls in dln.ALGORITHMS.items() if all(_accepts(c, example(cls)) for c in WRAPPERS))
+    w["algorithm"].set_active(list(dln.ALGORITHMS).index(base_name))
+    base = _shown(fig)
+    for i, wrapper in enumerate(WRAPPERS):
+        w["wrappers"].set_active(i)
+        assert _shown(fig) == base | {h for h in wrapper.hyper if h.kind != "algorithm"}, wrapper.__name__
+        assert fig.explorer.setting().algorithm.__class__ is wrapper
+        w["wrappers"].set_active(i)
+    eta = w["eta"]
+    assert [ex.eta.value(eta.valmin), ex.eta.value(eta.valmax)] == list(EXPLORE_MODULE.slider_range(ETA)[:2])
+
+
+def test_a_declared_explore_range_sets_the_slider():
+    """`Hyper.explore_range` overrides the slider derived from the bounds; without it the range follows
+    from `lo`, `hi` and `example`."""
+    h = Hyper("lam", "a scale", lo=0, lo_open=True, example=0.5, explore_range=(1e-3, 10))
+    c = EXPLORE_MODULE.make_control(h, ("x",))
+    assert (c.lo, c.hi, c.log, c.init) == (1e-3, 10.0, True, 0.5)
+    assert c.value(c.position(0.5)) == 0.5  # a value set through a log slider comes back unchanged
+    assert EXPLORE_MODULE.slider_range(Hyper("lam", "a scale", lo=0, lo_open=True, example=0.5)) == (0.005, 50.0, True)
+    assert EXPLORE_MODULE.slider_range(Hyper("g", "a weight", lo=0, example=0.1)) == (0.0, 1.0, False)
+    assert EXPLORE_MODULE.make_control(h, value=20.0).hi == 20.0  # a given start outside widens the slider
+    with pytest.raises(ValueError, match="explore_range"):
+        Hyper("lam", "a scale", explore_range=(1.0, 1.0))
+
+
+def test_every_registered_algorithm_runs_headless_in_flow_and_in_steps(open_explorer):
+    """One short run per algorithm and integrator button: it runs in steps exactly when the steps button is
+    on or the algorithm has no flow, the title names it, and discrete saves sit on t = eta k."""
+    fig, w = open_explorer(alpha=0.3, sim_alphas=[0.3], max_steps=40, max_discrete_steps=60, eta=0.05)
+    ex = fig.explorer
+    for b, integrator in enumerate(INTEGRATORS):
+        w["integrator"].set_active(b)
+        for k, name in enumerate(dln.ALGORITHMS):
+            w["algorithm"].set_active(k)
+            now = ex.current()
+            s, sim = now["setting"], now["sim"]
+            assert isinstance(s.algorithm, dln.ALGORITHMS[name]) and s.error is None
+            steps = integrator == "steps" or not s.algorithm.flow
+            assert isinstance(s.integrator, dln.Steps if steps else dln.Flow), name
+            assert isinstance(sim, EXPLORE_MODULE.Trajectory), (name, sim)
+            assert sim.status in dln.STATUSES and isinstance(now["curve"], EXPLORE_MODULE.Curve)
+            assert ex.title.get_text().startswith(EXPLORE_MODULE.describe(s.algorithm)
+                                                  + (", steps eta = 0.05" if steps else ", flow"))
+            assert sim.status in ex.status.get_text()
+            if steps:
+                k_t = sim.t / 0.05
+                np.testing.assert_allclose(k_t, np.round(k_t), atol=1e-9)
+
+
+def test_a_combination_the_library_refuses_is_not_run_and_the_status_says_why(open_explorer):
+    fig, w = open_explorer(algorithm="gd", alpha=0.3, max_steps=30)
+    ex = fig.explorer
+    refused = [(name, i) for name, cls in dln.ALGORITHMS.items() for i, c in enumerate(WRAPPERS)
+               if not _accepts(c, example(cls))]
+    name, i = refused[0]
+    w["algorithm"].set_active(list(dln.ALGORITHMS).index(name))
+    w["wrappers"].set_active(i)
+    now = ex.current()
+    assert now["setting"].algorithm is None and now["sim"] is None and not now["pending"]
+    assert f"not run: {now['setting'].error}" in ex.status.get_text() and WRAPPERS[i].__name__ in now["setting"].error
+    assert ex.status.get_color() == "tab:red"
+    assert np.all(np.isnan(drawn(fig, "sim_beta")[1]))  # nothing simulated is drawn; the GF prediction is
+    np.testing.assert_allclose(stems(fig), dln.solve_dual(small_problem(), 0.3).beta[0], atol=1e-12)
+
+
+def test_steps_start_at_a_stable_eta_and_a_diverging_run_says_so(open_explorer):
+    fig, w = open_explorer(algorithm="gd", alpha=0.3, steps=True, sim_alphas=[0.3, 30.0])
+    ex = fig.explorer
+    p = small_problem()
+    eta = ex.setting().integrator.eta
+    sim = ex.current()["sim"]
+    assert sim.status == "converged", sim.message
+    assert interp_error(p, drawn(fig, "sim_beta")[1]) <= 1e-3
+    # the library's own stable step size (a diverged run's message gives it) is above the start
+    big = dln.run(p, dln.GD(), dln.Steps(100.0, max_steps=50), alpha=0.3)
+    assert big.status[0] == "diverged"
+    limit = float(re.search(r"try eta < ([0-9.e+-]+)", big.message[0]).group(1))
+    assert 0.1 * limit < eta < limit
+    # the curve: alpha = 30 diverges at this eta and is left out, alpha = 0.3 converged
+    curve = ex.current()["curve"]
+    assert np.isfinite(curve.error[0]) and curve.converged[0] and np.isnan(curve.error[1])
+    w["eta"].set_val(w["eta"].valmax)
+    line = ex.status.get_text()
+    assert "simulation: diverged" in line and "try eta <" in line and ex.status.get_color() == "tab:red"
 
 
 def test_worker_draws_the_prediction_first_and_discards_stale_results(open_explorer, monkeypatch):
@@ -299,13 +458,29 @@ def test_worker_draws_the_prediction_first_and_discards_stale_results(open_explo
 
 
 def test_bad_input_names_the_argument():
+    refused = [(dict(algorithm=name, **{EXPLORE_MODULE.keyword(h): h.example for h in EXPLORE_MODULE.hypers(w)}),
+                f"{w.__name__}") for name, cls in dln.ALGORITHMS.items() for w in WRAPPERS
+               if not _accepts(w, example(cls))]
+    assert refused  # the library refuses some combinations (m-sharpness of GD): explore() says so at once
     for kw, name in ((dict(alpha=1e4), "`alpha`"), (dict(alpha=0.0), "`alpha`"),
                      (dict(algorithm="adam"), "`algorithm`"), (dict(background="gpu"), "`background`"),
                      (dict(gamma=-1.0), "`gamma`"), (dict(eps=0.0), "`eps`"), (dict(seed=21), "`seed`"),
+                     (dict(igr_eta=-1.0), "`igr_eta`"), (dict(adam_beta=0.9), "`adam_beta`"),
+                     (dict(gamma=[0.1, 0.2]), "`gamma`"), (dict(eta=0.0), "`eta`"), (dict(steps="yes"), "`steps`"),
+                     (dict(batch_size=3, **SMALL), "`batch_size`"),
+                     (dict(max_discrete_steps=0), "`max_discrete_steps`"),
                      (dict(max_steps=0), "`max_steps`"), (dict(sim_alphas=[-1.0]), "`sim_alphas`"),
-                     (dict(problem=dln.make_problem(n=5, d=8, s=1, seed=[0, 1])), "`problem`")):
+                     (dict(problem=dln.make_problem(n=5, d=8, s=1, seed=[0, 1])), "`problem`"), *refused[:1]):
         with pytest.raises(dln.InputError, match=name):
             explore_fn(**kw)
+
+
+def _accepts(wrapper, algorithm):
+    try:
+        wrapper(algorithm, **{h.name: h.example for h in EXPLORE_MODULE.hypers(wrapper)})
+    except dln.InputError:
+        return False
+    return True
 
 
 def test_cli_save_renders_every_panel(tmp_path, capsys):
@@ -321,6 +496,32 @@ def test_cli_save_renders_every_panel(tmp_path, capsys):
     check_panels(out, boxes, size)
     assert dln.cli.main(["explore", "--data", "x.npz", "--n", "3"]) == 2
     assert "exclude each other" in capsys.readouterr().err
+
+
+def test_cli_takes_the_declared_hyperparameter_flags(tmp_path, capsys):
+    """`dln explore` has a flag per declared hyperparameter (those of `dln simulate`), a wrapper's flag checks
+    the wrapper, `--steps --eta` start in steps, and errors name the flag."""
+    with pytest.raises(SystemExit):
+        dln.cli.main(["explore", "--help"])
+    helptext = capsys.readouterr().out
+    for cls in [*dln.ALGORITHMS.values(), *WRAPPERS]:
+        for h in cls.hyper:
+            if h.kind not in ("algorithm", "bool") or cls in WRAPPERS and h.kind == "bool":
+                assert h.cli in helptext, h.cli
+    assert "--steps" in helptext and "--eta" in helptext and "--max-discrete-steps" in helptext
+    out = tmp_path / "momentum.png"
+    assert dln.cli.main(["explore", "--n", "10", "--d", "30", "--s", "2", "--curve-points", "0", "--algorithm", "gd",
+                         "--momentum", "0.5", "--steps", "--eta", "0.02", "--max-discrete-steps", "200",
+                         "--save", str(out)]) == 0
+    assert out.stat().st_size > 0
+    capsys.readouterr()
+    for argv, flag in ((["--eps", "0"], "`--eps`"), (["--igr-eta", "-1"], "`--igr-eta`"),
+                       (["--batch-size", "3", "--n", "10"], "`--batch-size`"),
+                       (["--algorithm", "adam"], "`--algorithm`"),
+                       (["--algorithm", "gd", "--m", "2", "--n", "10"], "MSharpness")):
+        assert dln.cli.main(["explore", *argv, "--save", str(tmp_path / "x.png")]) == 2
+        err = capsys.readouterr().err
+        assert flag in err and err.count("\n") == 1, err
 
 
 #: colours each panel must show (matplotlib's tab10): data drawn, not just empty axes
