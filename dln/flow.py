@@ -243,11 +243,13 @@ class _BDF:
     Each run keeps the backward differences `D` (rows 0..7) of its solution on an equidistant grid of
     step `h`; a step predicts `y_p = sum_{j<=k} D_j`, solves the implicit formula
     `c f(y) - psi - (y - y_p) = 0` (`c = h / alpha_k`) by a simplified Newton iteration with the
-    matrix `I - c J` (`J` the coordinates' Jacobian, kept between steps and refreshed only when
-    Newton does not converge, its factor refreshed when `c` changes), estimates the local error as
+    matrix `I - c J` (`J` the coordinates' Jacobian, symmetric negative semi-definite on `nu`, kept
+    with its eigendecomposition between steps and refreshed after `AGE` steps or when Newton does
+    not converge; a new `c` then costs no factorization), estimates the local error as
     `C_k (y - y_p)`, and changes `h` and `k` after `k + 1` steps at one `h` from the error estimates of
     orders `k - 1`, `k`, `k + 1`. The convergence rate of Newton is carried from step to step, so a
-    step whose first correction is small enough takes one evaluation (as LSODE does).
+    step whose first correction is small enough takes one evaluation (as LSODE does). The error
+    norm is the coordinates' own (`weights`, `norm`: within tolerance in `beta` and in `log u, log v`).
     Dense output: the interpolating polynomial of the step.
     """
 
