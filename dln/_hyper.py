@@ -98,6 +98,14 @@ class Hyper:
             text += f", a divisor of {self.divides}"
         return text
 
+    def accepts(self, value):
+        """Whether `check(value)` passes (`value` is in the declared range)."""
+        try:
+            self.check(value)
+        except InputError:
+            return False
+        return True
+
     def check(self, value):
         """`value` validated: a Python scalar, or (per-run) a 1-D array; raises `InputError`
         naming `name` and its range."""

@@ -220,15 +220,6 @@ def _alpha(value, d, default=1.0):
     return a[None, :]
 
 
-def _valid(h, value):
-    """Whether `value` is in the declared range of hyperparameter `h`."""
-    try:
-        h.check(value)
-    except InputError:
-        return False
-    return True
-
-
 def _algorithm(args, cmd):
     """The algorithm object from the registry, with the hyperparameters it declares (parsed and checked by
     its declarations); flags it does not declare draw a warning."""
@@ -244,7 +235,7 @@ def _algorithm(args, cmd):
     unused = [h.cli for name, decl in {**_declared(), **_declared(bools=True)}.items() if name in given and
               name not in used for _, h in decl[:1]]
     for name, decl in _declared().items():  # an unused value that no algorithm accepts is still an error
-        if name in given and name not in used and not any(_valid(h, given[name]) for _, h in decl):
+        if name in given and name not in used and not any(h.accepts(given[name]) for _, h in decl):
             raise InputError(f"`{decl[0][1].cli}` must satisfy {'; '.join(f'{a}: {h.range}' for a, h in decl)}; "
                              f"got {given[name]!r}")
     if unused:

@@ -217,14 +217,6 @@ class Control:
         return float(f"{10.0 ** position:.12g}") if self.log else float(position)
 
 
-def _valid(h, value):
-    try:
-        h.check(value)
-    except InputError:
-        return False
-    return True
-
-
 def make_control(h, owners=(), sizes=None, value=None):
     """The `Control` of declaration `h`, starting at `value` (default: the declared example).
 
@@ -237,7 +229,7 @@ def make_control(h, owners=(), sizes=None, value=None):
     start = h.example if value is None else value
     if h.divides:
         size = int(sizes[h.divides])
-        values = tuple(k for k in range(1, size + 1) if size % k == 0 and _valid(h, k))
+        values = tuple(k for k in range(1, size + 1) if size % k == 0 and h.accepts(k))
         if start not in values:
             start = values[0] if start is None else min(values, key=lambda v: abs(v - start))
         return Control(h, tuple(owners), values[0], values[-1], False, values, int(start))
@@ -274,7 +266,7 @@ def starting_values(hyper, sizes):
                              + ", ".join(f"`{k}`" for k in by_keyword))
         if np.ndim(v) != 0:
             raise InputError(f"`{kw}` must be a single value (where its control starts); got shape {np.shape(v)}")
-        fits = {h: h.check(v) for h in by_keyword[kw] if _valid(h, v)}
+        fits = {h: h.check(v) for h in by_keyword[kw] if h.accepts(v)}
         fits = {h: x for h, x in fits.items() if not h.divides or sizes[h.divides] % x == 0}
         if not fits:
             ranges = "; ".join(f"{'/'.join(o)}: {h.range}" + (f" ({h.divides} = {sizes[h.divides]})" if h.divides
@@ -1088,7 +1080,7 @@ def explore(problem=None, *, alpha=1e-1, algorithm="gr", seed=0, steps=False, et
         raise InputError(f"`seed` must be an integer with {SEED_RANGE[0]} <= seed <= {SEED_RANGE[1]}; got {seed!r}")
     if not isinstance(steps, (bool, np.bool_)):
         raise InputError(f"`steps` must be True or False; got {steps!r}")
-    if eta is not None and (np.ndim(eta) != 0 or not _valid(ETA, eta)):
+    if eta is not None and (np.ndim(eta) != 0 or not ETA.accepts(eta)):
         raise InputError(f"`eta` must be a number with {ETA.range}; got {eta!r}")
     if not (background in (True, False, "process", "thread") or isinstance(background, cf.Executor)):
         _executor(background)  # raises the InputError
