@@ -16,8 +16,8 @@ The protocol (`Algorithm`):
   `update` never mutates `state`; the driver slices state arrays when runs stop.
 - capabilities, declared: `flow` (deterministic and continuous, so usable as a
   `Flow`), `grad_evals()` (gradient evaluations per update, per run),
-  `stiffness()` (the `gamma` of the curvature model the stiff solver's matrix
-  uses), `mirror` (on the squares model, `log(u/v) - log(u0/v0)` stays in the
+  `stiffness(at)` (the `gamma` of the curvature model the stiff solver's matrix
+  uses at the point `at`), `mirror` (on the squares model, `log(u/v) - log(u0/v0)` stays in the
   row span of `X` along the flow) and `drift_free()` (per run: `log(u v)` is
   constant along the flow).
 
@@ -65,9 +65,9 @@ class Algorithm(Declared):
         """Gradient evaluations per update (a Hessian-vector product counts as one), scalar or (B,)."""
         return 1
 
-    def stiffness(self):
+    def stiffness(self, at):
         """`gamma` of the penalty `(gamma/2) ||grad L||^2` whose curvature the stiff flow's matrix
-        models, scalar or (B,); 0 for gradient flow."""
+        models at the point `at`, scalar or (B,); 0 for gradient flow."""
         return 0.0
 
     def drift_free(self):
@@ -98,7 +98,7 @@ class GR(Algorithm):
     def grad_evals(self):
         return np.where(np.asarray(self.gamma) != 0, 2, 1)
 
-    def stiffness(self):
+    def stiffness(self, at):
         return self.gamma
 
     def drift_free(self):
@@ -158,9 +158,16 @@ class FGR(Algorithm):
         """The signed ascent step of the difference (`eps`; `-eps` for B-GR)."""
         return self.eps
 
-    def stiffness(self):
-        """`gamma` of the squared-norm penalty (0 for the non-squared norm, whose curvature is not of that form)."""
-        return 0.0 if self.normalized else self.gamma
+    def stiffness(self, at):
+        """`gamma` of the squared-norm penalty; for the non-squared norm `gamma ||grad L||`, whose
+        direction is `G + gamma H G / ||G|| + O(eps)`, the `gamma / ||grad L||` of the squared-norm
+        penalty with the same first-order direction at `at` (0 where the gradient is 0): near a zero of
+        the loss it grows without bound, and a matrix without it leaves the stiff solver's Newton
+        iteration barely contracting."""
+        if not self.normalized:
+            return self.gamma
+        norm = np.sqrt(np.einsum("bkd,bkd->b", at.grad, at.grad))
+        return np.where(norm > 0, self.gamma / np.where(norm > 0, norm, 1.0), 0.0)
 
     def update(self, at, state, step):
         G = at.grad

@@ -97,7 +97,7 @@ class Flow(Declared):
         B = y.shape[0]
         carry = {"at": at, "state": state, "t": np.zeros(B), "steps": np.zeros(B, np.int64), "y": y, "h": h,
                  "cs": cs, "rejects": np.zeros(B, np.int64), "frozen": np.zeros(B, np.int64)}
-        carry.update(cs.method.start(cs, at, y, F, h))
+        carry.update(cs.method.start(cs, algorithm, at, y, F, h))
         return carry
 
     def advance(self, objective, algorithm, carry, k):
@@ -108,6 +108,11 @@ class Flow(Declared):
 def _direction(objective, algorithm, theta, state):
     """`(theta, D(theta))` at a stage point (the state of the step's start: stateless flows)."""
     return theta, algorithm.update(objective.at(theta), state, 0)[0]
+
+
+def _stiffness(algorithm, at):
+    """`algorithm.stiffness(at)` per run, (B,)."""
+    return np.broadcast_to(np.asarray(algorithm.stiffness(at), float), (at.theta.shape[0],))
 
 
 def _failures(name, cs, carry, ok, speed):
@@ -184,7 +189,7 @@ class _Rosenbrock:
         self.evals = 1 + sum(self.fresh)
 
     @staticmethod
-    def start(cs, at, y, F, h):
+    def start(cs, algorithm, at, y, F, h):
         return {"F": F}
 
     def advance(self, flow, objective, algorithm, carry):
@@ -192,7 +197,7 @@ class _Rosenbrock:
         A, C = self.A, self.C
         th = at.theta
         B = th.shape[0]
-        W = cs.matrix(th, h * self.gamma)
+        W = cs.matrix(th, h * self.gamma, _stiffness(algorithm, at))
         hc = (1 / h)[:, None]
         U = []
         Fi = F0
@@ -270,15 +275,17 @@ class _BDF:
         # per order k: the predictor's weights of D_0..D_5 (1 up to k) and psi's of D_1..D_5 (g_j / alpha_k)
         self._upto = (np.arange(self.MAX_ORDER + 1)[None, :] <= np.arange(self.MAX_ORDER + 1)[:, None]).astype(float)
         self._psi = self.g[1:] * self._upto[:, 1:] / np.where(self.alpha > 0, self.alpha, 1)[:, None]
+        self._suffix = np.triu(np.ones((self.MAX_ORDER + 1,) * 2))  # row i sums D_i.. (masked to D_k)
 
     @staticmethod
-    def start(cs, at, y, F, h):
+    def start(cs, algorithm, at, y, F, h):
         B, N = y.shape
         D = np.zeros((B, _BDF.MAX_ORDER + 3, N))
         D[:, 0], D[:, 1] = y, F * h[:, None]
-        lam, V = np.linalg.eigh(cs.jacobian(at.theta))
+        lam, V = np.linalg.eigh(cs.jacobian(at.theta, _stiffness(algorithm, at)))
         return {"D": D, "order": np.ones(B, np.int64), "equal": np.zeros(B, np.int64), "lam": lam, "V": V,
-                "fresh": np.ones(B, bool), "rate": np.full(B, 0.7), "age": np.zeros(B, np.int64)}
+                "fresh": np.ones(B, bool), "rate": np.full(B, 0.7), "age": np.zeros(B, np.int64),
+                "failed": np.zeros(B, bool)}
 
     def _change(self, D, order, factor):
         """`D` re-expressed on the grid of step `factor h` (rows `0..order` of each run; Shampine &
@@ -302,13 +309,14 @@ class _BDF:
         return D
 
     @staticmethod
-    def _refresh(cs, theta, lam, V, rows):
-        """The eigendecomposition of `-J` at `theta` for the runs `rows` (mask), the others' kept."""
+    def _refresh(cs, algorithm, at, lam, V, rows):
+        """The eigendecomposition of `-J` at the point `at` for the runs `rows` (mask), the others' kept."""
         sel = rows.nonzero()[0]
+        stiff = _stiffness(algorithm, at)
         if sel.size == rows.size:
-            return np.linalg.eigh(cs.jacobian(theta))
+            return np.linalg.eigh(cs.jacobian(at.theta, stiff))
         lam, V = lam.copy(), V.copy()
-        lam[sel], V[sel] = np.linalg.eigh(cs.take(sel).jacobian(theta[sel]))
+        lam[sel], V[sel] = np.linalg.eigh(cs.take(sel).jacobian(at.theta[sel], stiff[sel]))
         return lam, V
 
     def advance(self, flow, objective, algorithm, carry):
@@ -323,7 +331,7 @@ class _BDF:
         c = h / self.alpha[order]
         aged = age >= self.AGE
         if aged.any():  # a Jacobian at the step's start
-            lam, V = self._refresh(cs, at.theta, lam, V, aged)
+            lam, V = self._refresh(cs, algorithm, at, lam, V, aged)
             fresh = fresh | aged
             age = np.where(aged, 0, age)
         th = cs.theta(y_pred)
@@ -335,7 +343,9 @@ class _BDF:
         # when it converged (estimated remaining error `rate / (1 - rate) |dy| < NEWTON_TOL`, `rate` the
         # contraction measured in this step or carried from the last one) or when it diverges
         yk, dsum = y_pred, np.zeros_like(y_pred)
-        rate = carry["rate"].copy()
+        # LSODE's carried contraction rate, reset to 0.7 with a new Jacobian so that its first step
+        # measures the rate anew (two iterations at least)
+        rate = np.where(fresh & (age == 0), 0.7, carry["rate"])
         done, conv = np.zeros(B, bool), np.zeros(B, bool)
         iters = np.zeros(B, np.int64)
         old = None
@@ -375,7 +385,7 @@ class _BDF:
         Dn = D.copy()
         Dn[rows, order + 2] = dsum - D[rows, order + 1]
         Dn[rows, order + 1] = dsum
-        tail = np.cumsum((D[:, :k1] * upto[:, :, None])[:, ::-1], axis=1)[:, ::-1]
+        tail = np.matmul(self._suffix * upto[:, None, :], D[:, :k1])  # sum_{i<=j<=k} D_j
         Dn[:, :k1] = np.where(upto[:, :, None] > 0, tail + dsum[:, None], Dn[:, :k1])
         t_new, h_acc, order_acc = t + h, h, order
 
@@ -398,28 +408,30 @@ class _BDF:
         factor = np.where(ok, 1.0, factor)
         new_order = order
         due = ok & (equal >= order + 1)
-        if due.any():
-            sel = due.nonzero()[0]
-            o = order[sel]
-            em = np.where(o > 1, cs.norm(self.error_const[o - 1][:, None] * D[sel, o], w, sel), np.inf)
-            ep = np.where(o < self.MAX_ORDER, cs.norm(self.error_const[np.minimum(o + 1, self.MAX_ORDER)][:, None]
-                                                      * D[sel, o + 2], w, sel), np.inf)
-            norms = np.stack([em, err[sel], ep], axis=1)
-            facs = np.where(norms > 0, norms, 1e-10) ** (-1 / (o[:, None] + np.arange(3)[None, :]))
+        if due.any():  # (norms of every run: cheaper than selecting the due ones' coordinates)
+            em = np.where(order > 1, cs.norm(self.error_const[order - 1][:, None] * D[rows, order], w), np.inf)
+            ep = np.where(order < self.MAX_ORDER, cs.norm(self.error_const[np.minimum(order + 1, self.MAX_ORDER)][:, None]
+                                                          * D[rows, order + 2], w), np.inf)
+            facs = np.stack([em, err, ep], axis=1)
+            facs = np.where(facs > 0, facs, 1e-10) ** (-1 / (order[:, None] + np.arange(3)[None, :]))
             best = np.argmax(facs, axis=1)
-            new_order = order.copy()
-            new_order[sel] = o + best - 1
-            factor[sel] = np.minimum(self.MAX_FACTOR, safety[sel] * facs[np.arange(sel.size), best])
+            new_order = np.where(due, order + best - 1, order)
+            # after a Newton failure at most 2x (LSODE's RMAX): otherwise a field the Jacobian models
+            # poorly (normalized SAM near its zero-loss time) cycles between a failure at h, three halvings
+            # and a step change straight back to h
+            grow = np.where(carry["failed"], 2.0, self.MAX_FACTOR)
+            factor = np.where(due, np.minimum(grow, safety * facs[rows, best]), factor)
         t_now = np.where(ok, t_new, t)
         factor = np.where(h * factor > flow.max_time - t_now, (flow.max_time - t_now) / h, factor)
         D = self._change(D, new_order, factor)
         equal = np.where(factor != 1, 0, equal)
         if refresh.any():
-            lam, V = self._refresh(cs, at.theta, lam, V, refresh)
+            lam, V = self._refresh(cs, algorithm, at, lam, V, refresh)
             age = np.where(refresh, 0, age)
         moved = np.any(th_new != at.theta, axis=(1, 2))
         new = dict(carry, at=at_new.where(ok, at), y=D[:, 0], D=D, order=new_order, equal=equal, h=h * factor,
                    t=t_now, steps=carry["steps"] + ok, lam=lam, V=V, age=age + ok, fresh=refresh | fresh & ~ok,
+                   failed=(carry["failed"] | ~conv & ~refresh) & ~(due & (factor != 1)),
                    rate=np.where(conv & (iters > 1), np.maximum(0.2 * carry["rate"], rate), carry["rate"]),
                    rejects=np.where(ok, 0, carry["rejects"] + 1),
                    frozen=np.where(ok & ~moved, carry["frozen"] + 1, np.where(ok, 0, carry["frozen"])))
@@ -432,23 +444,22 @@ def _coordinates(objective, algorithm, theta):
     """The integration coordinates of this batch (see the module doc); each knows its method."""
     model, problem = objective.model, objective.problem
     B = theta.shape[0]
-    stiff = np.broadcast_to(np.asarray(algorithm.stiffness(), float), (B,)).copy()
     if not model.positive:
-        return _Plain(problem, model, stiff)
+        return _Plain(problem, model)
     if algorithm.mirror and isinstance(model, Depth) and model.depth == 2:
         XXt = np.matmul(problem.X, np.swapaxes(problem.X, 1, 2))
         ev = np.linalg.eigvalsh(XXt)
         if np.all(ev[:, -1] > 0) and np.all(ev[:, 0] > 1e-10 * ev[:, -1]):
             free = np.broadcast_to(np.asarray(algorithm.drift_free(), bool), (B,))
-            return _Dual(problem, model, stiff, np.linalg.solve(XXt, problem.X), theta, free)
-    return _Mirror(problem, model, stiff, theta)
+            return _Dual(problem, model, np.linalg.solve(XXt, problem.X), theta, free)
+    return _Mirror(problem, model, theta)
 
 
 class _Coordinates:
     """Integration coordinates `y` (B, N) of a batch: the map to `theta`, the rate, the step matrix,
     the error measures. Per-run attributes (names in `per_run`) are sliced by `take`."""
 
-    per_run = ("stiff",)
+    per_run = ()
     #: whether `m = log alpha_eff` is part of the state (so it may collapse)
     drift = False
     #: the method that steps these coordinates
@@ -482,8 +493,8 @@ class _Dual(_Coordinates):
 
     method = _BDF()
 
-    def __init__(self, problem, model, stiff, G, theta, free):
-        self.problem, self.model, self.stiff, self.G = problem, model, stiff, G
+    def __init__(self, problem, model, G, theta, free):
+        self.problem, self.model, self.G = problem, model, G
         lu, lv = np.log(theta[:, 0]), np.log(theta[:, 1])
         self.z0, self.m0 = lu - lv, (lu + lv) / 2
         self.keep_m = 1.0 - free[:, None]
@@ -545,10 +556,10 @@ class _Dual(_Coordinates):
         fu, fv = J[:, 0] * theta[:, 0], J[:, 1] * theta[:, 1]
         return (fu - fv) / 2, fu + fv, J
 
-    def jacobian(self, theta):
+    def jacobian(self, theta, stiff):
         """`-J` on `nu`: `K + gamma K^2`, `K = X diag(s) X^T / n`, `s = (d z'/d(-g)) (d beta/d z) =
         4 (u^2 + v^2)` read from the model (J = 0 on `m`): the exact Jacobian of gradient flow, the
-        Gauss-Newton one of GR with `gamma = stiffness()`. Shape (B, n, n)."""
+        Gauss-Newton one of GR with `gamma = stiff` (B,) (`algorithm.stiffness` there). Shape (B, n, n)."""
         X, n = self.problem.X, self.problem.n
         Qz, _, J = self._Q(theta)
         s = (J[:, 0] / theta[:, 0] - J[:, 1] / theta[:, 1]) * Qz / n
@@ -557,8 +568,8 @@ class _Dual(_Coordinates):
             K = ((X[0] * s[:, None, :]).reshape(B * n, d) @ X[0].T).reshape(B, n, n)
         else:
             K = np.matmul(X * s[:, None, :], np.swapaxes(X, 1, 2))
-        if np.any(self.stiff):
-            K = K + self.stiff[:, None, None] * np.matmul(K, K)
+        if np.any(stiff):
+            K = K + stiff[:, None, None] * np.matmul(K, K)
         return K
 
     def newton_solve(self, V, shrink, r):
@@ -579,11 +590,8 @@ class _Dual(_Coordinates):
         wz = np.maximum(np.abs(Qz) / bscale, 1 / flow.rtol)
         return (wz, np.maximum(np.abs(Qm) / bscale, 1 / flow.rtol)) if self.drift else (wz,)
 
-    def norm(self, dy, w, rows=None):
-        """The weighted max norm of a change `dy` of the state (1: at the tolerance), (B,); with `rows`,
-        of those runs' changes."""
-        if rows is not None:
-            return self.take(rows).norm(dy, tuple(x[rows] for x in w))
+    def norm(self, dy, w):
+        """The weighted max norm of a change `dy` of the state (1: at the tolerance), (B,)."""
         nu, m = self._split(dy)
         e = np.abs(self._XT(nu) * w[0]).max(axis=1)
         return np.maximum(e, np.abs(m * w[1]).max(axis=1)) if self.drift else e
@@ -604,8 +612,8 @@ class _Mirror(_Coordinates):
 
     per_run = _Coordinates.per_run + ("m0",)
 
-    def __init__(self, problem, model, stiff, theta):
-        self.problem, self.model, self.stiff = problem, model, stiff
+    def __init__(self, problem, model, theta):
+        self.problem, self.model = problem, model
         self.m0 = self.log_alpha(self.y0(theta))
 
     @staticmethod
@@ -636,9 +644,9 @@ class _Mirror(_Coordinates):
         fu, fv = J[:, 0] * theta[:, 0], J[:, 1] * theta[:, 1]
         return np.concatenate([fu + fv, (fu - fv) / 2], axis=1)
 
-    def matrix(self, theta, hg):
+    def matrix(self, theta, hg, stiff):
         J = self.model.jac(theta)
-        return _woodbury(self.problem, self._w(theta, J), self._Q(theta, J), hg, self.stiff)
+        return _woodbury(self.problem, self._w(theta, J), self._Q(theta, J), hg, stiff)
 
     def dbeta(self, theta, dy):
         d = self.problem.d
@@ -653,8 +661,8 @@ class _Mirror(_Coordinates):
 class _Plain(_Coordinates):
     """Plain coordinates `y = theta`, flattened to (B, 2d)."""
 
-    def __init__(self, problem, model, stiff):
-        self.problem, self.model, self.stiff = problem, model, stiff
+    def __init__(self, problem, model):
+        self.problem, self.model = problem, model
 
     @staticmethod
     def y0(theta):
@@ -670,9 +678,9 @@ class _Plain(_Coordinates):
         """Relative rate: `max|theta'| / max|theta|`."""
         return np.abs(F).max(axis=1) / np.maximum(np.abs(y).max(axis=1), 1e-300)
 
-    def matrix(self, theta, hg):
+    def matrix(self, theta, hg, stiff):
         J = self.model.jac(theta).reshape(theta.shape[0], -1)
-        return _woodbury(self.problem, J, J, hg, self.stiff)
+        return _woodbury(self.problem, J, J, hg, stiff)
 
     def dbeta(self, theta, dy):
         d = self.problem.d

@@ -208,8 +208,8 @@ class MSharpness(Algorithm):
     def grad_evals(self):
         return self.base.grad_evals()
 
-    def stiffness(self):
-        return self.base.stiffness()
+    def stiffness(self, at):
+        return self.base.stiffness(at)
 
     def update(self, at, state, step):
         # per example on a model quadratic in theta (squares, product): closed form by matrix products
