@@ -49,7 +49,7 @@ class Flow(Declared):
     positive models) or `atol + rtol max|theta|` in `theta` (product model).
     Positive models are integrated in logarithmic coordinates, so `alpha` from
     1e-60 to 1e3 is accurate. The global error of the saved `beta` measured
-    against Radau at rtol 1e-12 is 0.07-0.33 rtol (tests/test_flow.py).
+    against Radau at rtol 1e-12 is 0.2-1.3 rtol in `nu` (tests/test_flow.py).
     A run stops with a status when it cannot go on: `diverged` (a direction
     that is not finite), `stalled` (at rest above the loss tolerance, `theta`
     frozen in floating point, or a step that falls to round-off or is rejected

@@ -49,15 +49,17 @@ def sweeps():
 @pytest.mark.parametrize("gamma", [0.0, 0.1])
 def test_flow_global_error_is_proportional_to_rtol(sweeps, gamma):
     """Error control is honest: the error of the saved beta (dense output included) against Radau at
-    rtol 1e-12 falls in proportion to rtol (regression slope of log error on log rtol near 1) and stays
-    within a small multiple of it. Measured 0.07-0.33 rtol: the step is controlled by the embedded
-    lower-order solution's error while the higher-order one is kept, and the few steps of each
-    transition add up fewer than ten local errors; the bound 3 rtol leaves a factor 10 for other
-    problems. The reference's own error (~1e-11) is below the smallest rtol's budget (1e-8)."""
+    rtol 1e-12 falls with rtol as the method's error control predicts and stays within a small multiple
+    of it. The NDF keeps each step's local error within the tolerance (error per step, no local
+    extrapolation), so at order k the global error is about rtol times the number of steps, which grows
+    like rtol^(-1/(k+1)): the regression slope of log error on log rtol is k/(k+1), 2/3 to 5/6 for
+    orders 2 to 5, and 1 would mean error per unit step. Measured 0.81 (GF) and 0.78 (GR), errors
+    0.2-1.3 rtol; the band (0.6, 1.1) and the bound 3 rtol leave room for other problems. The
+    reference's own error (~1e-11) is below the smallest rtol's budget (1e-8)."""
     err, _, runs = sweeps[gamma]
     assert all(r.status[0] == "max_time" for r in runs)
     slope = np.polyfit(np.log(RTOLS), np.log(err), 1)[0]
-    assert 0.75 < slope < 1.25, (slope, err)
+    assert 0.6 < slope < 1.1, (slope, err)
     assert np.all(err <= 3 * RTOLS), err
 
 
