@@ -29,6 +29,7 @@ per step.
 """
 from dataclasses import replace
 
+import numba
 import numpy as np
 
 from ._hyper import Declared, Hyper
@@ -115,6 +116,17 @@ def _stiffness(algorithm, at):
     return np.broadcast_to(np.asarray(algorithm.stiffness(at), float), (at.theta.shape[0],))
 
 
+#: `""` for every run of a batch of size B, a read-only (B,) array made once per size
+_NONE = {}
+
+
+def _no_failure(B):
+    if B not in _NONE:
+        _NONE[B] = np.full(B, "", dtype=object)
+        _NONE[B].flags.writeable = False
+    return _NONE[B]
+
+
 def _failures(name, cs, carry, ok, speed):
     """Statuses and messages of runs the stepper cannot continue: a direction that is not finite
     (`speed = max|y'|` at the step's start is NaN or inf) or zero (a stationary point above the loss
@@ -123,12 +135,12 @@ def _failures(name, cs, carry, ok, speed):
     in a row (an overflowing state)."""
     t, h, L = carry["t"], carry["h"], carry["at"].loss
     B = t.shape[0]
-    failed = np.full(B, "", dtype=object)
-    why = np.full(B, "", dtype=object)
     m = cs.log_alpha(carry["y"]) if cs.drift else None
     if (ok.all() and np.all(speed > 0) and np.all(carry["frozen"] < MAX_FROZEN)
             and (m is None or m.min() >= -345)):  # the common case, in a few reductions
-        return failed, why
+        return _no_failure(B), _no_failure(B)
+    failed = np.full(B, "", dtype=object)
+    why = np.full(B, "", dtype=object)
     for i in np.flatnonzero(~np.isfinite(speed)):
         failed[i] = "diverged"
         why[i] = (f"{name}: the direction is not finite at t = {t[i]:.6g} (loss {L[i]:.3g}): the state or a "
@@ -241,6 +253,134 @@ class _Rosenbrock:
         return new, Move(self.evals * per, ok, dense, failed, why)
 
 
+# ---- the NDF's per-run bookkeeping, fused (numba): a few small loops instead of some thirty NumPy
+# calls per step, which at B = 1 cost more than the step's arithmetic
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+
+@_jit
+def _ndf_accept(D, d, order, ok, out):
+    """`out` = the differences after an accepted step of the runs `ok` (`D` for the others):
+    `D_{k+2} = d - D_{k+1}`, `D_{k+1} = d`, `D_i = d + sum_{i<=j<=k} D_j` for `i <= k`."""
+    B, R, N = D.shape
+    for b in range(B):
+        k = order[b]
+        if not ok[b]:
+            out[b] = D[b]
+            continue
+        for n in range(N):
+            out[b, k + 2, n] = d[b, n] - D[b, k + 1, n]
+            out[b, k + 1, n] = d[b, n]
+            acc = d[b, n]
+            for i in range(k, -1, -1):
+                acc += D[b, i, n]
+                out[b, i, n] = acc
+            for i in range(k + 3, R):
+                out[b, i, n] = D[b, i, n]
+
+
+@_jit
+def _newton_update(it, maxiter, tol, norm, old, rate, done, conv, iters, y, d, dy):
+    """One simplified-Newton update of the runs not `done`, in place: count the evaluation; the
+    contraction `rate = |dy| / |dy_old|` (from the second iteration; before it the carried one);
+    diverging (`rate >= 1`, or not within `tol` by `maxiter`) -> done without the update; else
+    `y += dy`, `d += dy`, and converged once `rate / (1 - rate) |dy| < tol`."""
+    B, N = y.shape
+    for b in range(B):
+        if done[b]:
+            continue
+        iters[b] += 1
+        if not np.isfinite(norm[b]):
+            done[b] = True
+            continue
+        if it > 0:
+            rate[b] = norm[b] / old[b]
+            if rate[b] >= 1 or rate[b] ** (maxiter - it) / (1 - rate[b]) * norm[b] > tol:
+                done[b] = True
+                continue
+        for n in range(N):
+            y[b, n] += dy[b, n]
+            d[b, n] += dy[b, n]
+        if norm[b] == 0 or rate[b] / (1 - rate[b]) * norm[b] < tol:
+            conv[b] = True
+            done[b] = True
+
+
+@_jit
+def _ndf_R(k, f):
+    """Shampine & Reichelt's `R` of order `k` for the step ratio `f`: `cumprod` over rows of
+    `M_0j = 1`, `M_ij = (i - 1 - f j) / i` (i >= 1), (k+1, k+1)."""
+    R = np.ones((k + 1, k + 1))
+    for j in range(k + 1):
+        R[0, j] = 1.0
+        for i in range(1, k + 1):
+            R[i, j] = R[i - 1, j] * (i - 1 - f * j) / i
+    return R
+
+
+@_jit
+def _ndf_change(D, order, factor, out):
+    """`out` = `D` re-expressed on the grid of step `factor h` (rows `0..order`: `(R(factor) R(1))^T D`),
+    for the runs with `factor != 1`; `D` for the others."""
+    B, Rw, N = D.shape
+    for b in range(B):
+        out[b] = D[b]
+        if factor[b] == 1.0:
+            continue
+        k = order[b]
+        RU = _ndf_R(k, factor[b]) @ _ndf_R(k, 1.0)
+        for i in range(k + 1):
+            for n in range(N):
+                acc = 0.0
+                for j in range(k + 1):
+                    acc += RU[j, i] * D[b, j, n]
+                out[b, i, n] = acc
+
+
+@_jit
+def _ndf_control(ok, conv, fresh, failed, err, em, ep, iters, order, h, t, equal, max_time, newton_maxiter,
+                 max_order, min_factor, max_factor):
+    """The next step of each run (see `_BDF.advance`): `(factor, order, equal, refresh, failed)`."""
+    B = ok.size
+    factor = np.ones(B)
+    new_order = order.copy()
+    new_equal = equal.copy()
+    refresh = np.zeros(B, np.bool_)
+    new_failed = np.zeros(B, np.bool_)
+    for b in range(B):
+        k = order[b]
+        safety = 0.9 * (2 * newton_maxiter + 1) / (2 * newton_maxiter + iters[b])
+        refresh[b] = not conv[b] and not fresh[b]
+        if ok[b]:
+            f = 1.0
+        elif conv[b]:
+            e = err[b] if err[b] > 0 else 1e-10
+            f = max(min_factor, safety * e ** (-1.0 / (k + 1)))
+        else:
+            f = 1.0 if refresh[b] else 0.5
+        due = ok[b] and equal[b] >= k + 1
+        if due:
+            best, fbest = 1, 0.0
+            for o in range(3):
+                e = em[b] if o == 0 else (err[b] if o == 1 else ep[b])
+                if (o == 0 and k <= 1) or (o == 2 and k >= max_order):
+                    continue
+                e = e if e > 0 else 1e-10
+                fo = e ** (-1.0 / (k + o))
+                if fo > fbest:
+                    best, fbest = o, fo
+            new_order[b] = k + best - 1
+            f = min(2.0 if failed[b] else max_factor, safety * fbest)
+        t_now = t[b] + h[b] if ok[b] else t[b]
+        if h[b] * f > max_time - t_now:
+            f = (max_time - t_now) / h[b]
+        factor[b] = f
+        if f != 1.0:
+            new_equal[b] = 0
+        new_failed[b] = (failed[b] or (not conv[b] and not refresh[b])) and not (due and f != 1.0)
+    return factor, new_order, new_equal, refresh, new_failed
+
+
 class _BDF:
     """Variable-order (1-5) numerical differentiation formulas with per-run order and step size:
     the NDF of Shampine & Reichelt (1997) (the method of MATLAB's ode15s and scipy's BDF), batched.
@@ -275,7 +415,6 @@ class _BDF:
         # per order k: the predictor's weights of D_0..D_5 (1 up to k) and psi's of D_1..D_5 (g_j / alpha_k)
         self._upto = (np.arange(self.MAX_ORDER + 1)[None, :] <= np.arange(self.MAX_ORDER + 1)[:, None]).astype(float)
         self._psi = self.g[1:] * self._upto[:, 1:] / np.where(self.alpha > 0, self.alpha, 1)[:, None]
-        self._suffix = np.triu(np.ones((self.MAX_ORDER + 1,) * 2))  # row i sums D_i.. (masked to D_k)
 
     @staticmethod
     def start(cs, algorithm, at, y, F, h):
@@ -286,27 +425,6 @@ class _BDF:
         return {"D": D, "order": np.ones(B, np.int64), "equal": np.zeros(B, np.int64), "lam": lam, "V": V,
                 "fresh": np.ones(B, bool), "rate": np.full(B, 0.7), "age": np.zeros(B, np.int64),
                 "failed": np.zeros(B, bool)}
-
-    def _change(self, D, order, factor):
-        """`D` re-expressed on the grid of step `factor h` (rows `0..order` of each run; Shampine &
-        Reichelt's `R(factor) R(1)` transformation), for the runs with `factor != 1`."""
-        sel = (factor != 1).nonzero()[0]
-        if not sel.size:
-            return D
-        k, o, f = self.MAX_ORDER, order[sel, None, None], factor[sel]
-        i, j, r = np.arange(1, k + 1)[:, None], np.arange(1, k + 1)[None, :], np.arange(k + 1)
-        inside = (r[None, :, None] <= o) & (r[None, None, :] <= o)
-
-        def R(f):
-            M = np.zeros((f.size, k + 1, k + 1))
-            M[:, 1:, 1:] = (i - 1 - f[:, None, None] * j) / i
-            M[:, 0] = 1
-            return np.where(inside, np.cumprod(M, axis=1), 0.0)
-        RU = np.matmul(R(f), R(np.ones_like(f)))
-        T = np.where(inside, np.swapaxes(RU, 1, 2), np.eye(k + 1))
-        D = D.copy()
-        D[sel, :k + 1] = np.matmul(T, D[sel, :k + 1])
-        return D
 
     @staticmethod
     def _refresh(cs, algorithm, at, lam, V, rows):
@@ -335,44 +453,32 @@ class _BDF:
             fresh = fresh | aged
             age = np.where(aged, 0, age)
         th = cs.theta(y_pred)
-        w = cs.weights(th, at.beta, flow)
+        point = objective.at(th)
+        w = cs.weights(th, at.beta, point.beta, flow)
         # `(I - c J)^{-1} r = V diag(1 / (1 + c lam)) V^T r` on `nu` (`-J = V diag(lam) V^T`, symmetric
         # positive semi-definite: no factorization when `c` changes)
         shrink = 1 / (1 + c[:, None] * lam)
         # simplified Newton on `c f(y) - psi - (y - y_p) = 0`, every run together; a run leaves the loop
         # when it converged (estimated remaining error `rate / (1 - rate) |dy| < NEWTON_TOL`, `rate` the
         # contraction measured in this step or carried from the last one) or when it diverges
-        yk, dsum = y_pred, np.zeros_like(y_pred)
+        yk, dsum = y_pred, np.zeros_like(y_pred)  # updated in place
         # LSODE's carried contraction rate, reset to 0.7 with a new Jacobian so that its first step
         # measures the rate anew (two iterations at least)
         rate = np.where(fresh & (age == 0), 0.7, carry["rate"])
         done, conv = np.zeros(B, bool), np.zeros(B, bool)
         iters = np.zeros(B, np.int64)
-        old = None
-        tol = self.NEWTON_TOL
+        norm = None
         for it in range(self.NEWTON_MAXITER):
             if it:
                 th = cs.theta(yk)
-            f = cs.rate(th, algorithm.update(objective.at(th), state, 0)[0])
-            iters += ~done
+                point = objective.at(th)
+            f = cs.rate(th, algorithm.update(point, state, 0)[0])
             dy = cs.newton_solve(V, shrink, c[:, None] * f - psi - dsum)
-            norm = cs.norm(dy, w)
-            if it:
-                rate = np.where(done, rate, norm / old)
-                bad = ~np.isfinite(norm) | (rate >= 1) | (rate ** (self.NEWTON_MAXITER - it) / (1 - rate) * norm > tol)
-            else:
-                bad = ~np.isfinite(norm)
-            step = ~done & ~bad
-            if step.all():
-                yk, dsum = yk + dy, dsum + dy
-            else:
-                yk, dsum = np.where(step[:, None], yk + dy, yk), np.where(step[:, None], dsum + dy, dsum)
-            conv |= step & ((norm == 0) | (rate / (1 - rate) * norm < tol))
-            done |= conv | bad
-            old = norm
+            old, norm = norm, cs.norm(dy, w)
+            old = norm if old is None else old  # (not read in the first iteration)
+            _newton_update(it, self.NEWTON_MAXITER, self.NEWTON_TOL, norm, old, rate, done, conv, iters, yk, dsum, dy)
             if done.all():
                 break
-        safety = 0.9 * (2 * self.NEWTON_MAXITER + 1) / (2 * self.NEWTON_MAXITER + iters)
         err = cs.norm(self.error_const[order][:, None] * dsum, w)
         th_new = cs.theta(yk)
         at_new = objective.at(th_new)
@@ -380,13 +486,13 @@ class _BDF:
         speed = np.abs(D[:, 1]).max(axis=1) / h
         ok = conv & (err <= 1) & (speed > 0)
 
-        # an accepted step's differences: `D_{k+2} = d - D_{k+1}`, `D_{k+1} = d`, `D_i += D_{i+1}` for
-        # i = k..0, i.e. `D_i = d + sum_{i<=j<=k} D_j`
-        Dn = D.copy()
-        Dn[rows, order + 2] = dsum - D[rows, order + 1]
-        Dn[rows, order + 1] = dsum
-        tail = np.matmul(self._suffix * upto[:, None, :], D[:, :k1])  # sum_{i<=j<=k} D_j
-        Dn[:, :k1] = np.where(upto[:, :, None] > 0, tail + dsum[:, None], Dn[:, :k1])
+        # an accepted step's differences, the next step's size and order (see `_ndf_control`: after an
+        # error-test rejection smaller; after a Newton failure with a fresh Jacobian halved, with a stale
+        # one retried with a fresh one; after k + 1 steps at one h, the order of k - 1, k, k + 1 that
+        # allows the longest step, after a Newton failure at most 2x (LSODE's RMAX: otherwise a field the
+        # Jacobian models poorly cycles between a failure at h, halvings and a step change back to h))
+        Dn = np.empty_like(D)
+        _ndf_accept(D, dsum, order, ok, Dn)
         t_new, h_acc, order_acc = t + h, h, order
 
         def dense(sel, tq):
@@ -397,44 +503,32 @@ class _BDF:
             yq = Dn[sel, 0] + np.einsum("bj,bjn->bn", p * (m < order_acc[sel][:, None]), Dn[sel, 1:k1])
             return cs.take(sel).theta(yq)
 
-        D = Dn if ok.all() else np.where(ok[:, None, None], Dn, D)
         equal = carry["equal"] + ok
-        # the next step: after an error-test rejection smaller; after a Newton failure with a fresh
-        # Jacobian halved, with a stale one retried with a fresh one; after k + 1 steps at one h, the
-        # order of k - 1, k, k + 1 that allows the longest step
-        refresh = ~conv & ~fresh
-        factor = np.where(conv, np.maximum(self.MIN_FACTOR, safety * np.where(err > 0, err, 1e-10) ** (-1 / (order + 1))),
-                          np.where(refresh, 1.0, 0.5))
-        factor = np.where(ok, 1.0, factor)
-        new_order = order
         due = ok & (equal >= order + 1)
-        if due.any():  # (norms of every run: cheaper than selecting the due ones' coordinates)
-            em = np.where(order > 1, cs.norm(self.error_const[order - 1][:, None] * D[rows, order], w), np.inf)
-            ep = np.where(order < self.MAX_ORDER, cs.norm(self.error_const[np.minimum(order + 1, self.MAX_ORDER)][:, None]
-                                                          * D[rows, order + 2], w), np.inf)
-            facs = np.stack([em, err, ep], axis=1)
-            facs = np.where(facs > 0, facs, 1e-10) ** (-1 / (order[:, None] + np.arange(3)[None, :]))
-            best = np.argmax(facs, axis=1)
-            new_order = np.where(due, order + best - 1, order)
-            # after a Newton failure at most 2x (LSODE's RMAX): otherwise a field the Jacobian models
-            # poorly (normalized SAM near its zero-loss time) cycles between a failure at h, three halvings
-            # and a step change straight back to h
-            grow = np.where(carry["failed"], 2.0, self.MAX_FACTOR)
-            factor = np.where(due, np.minimum(grow, safety * facs[rows, best]), factor)
+        if due.any():  # the error estimates of orders k - 1 and k + 1 (every run's: cheaper than selecting)
+            em = cs.norm(self.error_const[np.maximum(order - 1, 0)][:, None] * Dn[rows, order], w)
+            ep = cs.norm(self.error_const[np.minimum(order + 1, self.MAX_ORDER)][:, None] * Dn[rows, order + 2], w)
+        else:
+            em = ep = err
+        factor, new_order, equal, refresh, failed_newton = _ndf_control(
+            ok, conv, fresh, carry["failed"], err, em, ep, iters, order, h, t, equal, float(flow.max_time),
+            self.NEWTON_MAXITER, self.MAX_ORDER, self.MIN_FACTOR, self.MAX_FACTOR)
+        D = np.empty_like(Dn)
+        _ndf_change(Dn, new_order, factor, D)
         t_now = np.where(ok, t_new, t)
-        factor = np.where(h * factor > flow.max_time - t_now, (flow.max_time - t_now) / h, factor)
-        D = self._change(D, new_order, factor)
-        equal = np.where(factor != 1, 0, equal)
         if refresh.any():
             lam, V = self._refresh(cs, algorithm, at, lam, V, refresh)
             age = np.where(refresh, 0, age)
         moved = np.any(th_new != at.theta, axis=(1, 2))
-        new = dict(carry, at=at_new.where(ok, at), y=D[:, 0], D=D, order=new_order, equal=equal, h=h * factor,
-                   t=t_now, steps=carry["steps"] + ok, lam=lam, V=V, age=age + ok, fresh=refresh | fresh & ~ok,
-                   failed=(carry["failed"] | ~conv & ~refresh) & ~(due & (factor != 1)),
-                   rate=np.where(conv & (iters > 1), np.maximum(0.2 * carry["rate"], rate), carry["rate"]),
-                   rejects=np.where(ok, 0, carry["rejects"] + 1),
-                   frozen=np.where(ok & ~moved, carry["frozen"] + 1, np.where(ok, 0, carry["frozen"])))
+        if ok.all():  # the common case, in fewer passes
+            at_next, rejects, frozen = at_new, np.zeros(B, np.int64), np.where(moved, 0, carry["frozen"] + 1)
+        else:
+            at_next, rejects = at_new.where(ok, at), np.where(ok, 0, carry["rejects"] + 1)
+            frozen = np.where(ok & ~moved, carry["frozen"] + 1, np.where(ok, 0, carry["frozen"]))
+        new = dict(carry, at=at_next, y=D[:, 0], D=D, order=new_order, equal=equal, h=h * factor, t=t_now,
+                   steps=carry["steps"] + ok, lam=lam, V=V, age=age + ok, fresh=refresh | fresh & ~ok,
+                   failed=failed_newton, rejects=rejects, frozen=frozen,
+                   rate=np.where(conv & (iters > 1), np.maximum(0.2 * carry["rate"], rate), carry["rate"]))
         failed, why = _failures(type(algorithm).__name__, cs, new, ok, speed)
         per = np.broadcast_to(np.asarray(algorithm.grad_evals(), np.int64), (B,))
         return new, Move(iters * per, ok, dense, failed, why)
@@ -579,16 +673,17 @@ class _Dual(_Coordinates):
         nu = np.matmul(V, (np.matmul(nu[:, None, :], V)[:, 0] * shrink)[..., None])[..., 0]
         return np.concatenate([nu, r[:, n:]], axis=1) if self.drift else nu
 
-    def weights(self, theta, beta, flow):
+    def weights(self, theta, beta, beta_new, flow):
         """Per-coordinate weights of the error norm: an error `dz` in `z` (`dm` in `m`) counts as
         `max(|d beta/d z| / (atol + rtol max|beta|), 1 / rtol) |dz|`: within tolerance in `beta` and in
         `log u`, `log v` (without the second, errors in the exponents of still-small coordinates,
-        invisible in `beta`, would shift the times at which they grow)."""
-        Qz, Qm, _ = self._Q(theta)
-        big = np.maximum(np.abs(beta).max(axis=1), np.abs(self.model.beta(theta)).max(axis=1))
-        bscale = (flow.atol + flow.rtol * big)[:, None]
-        wz = np.maximum(np.abs(Qz) / bscale, 1 / flow.rtol)
-        return (wz, np.maximum(np.abs(Qm) / bscale, 1 / flow.rtol)) if self.drift else (wz,)
+        invisible in `beta`, would shift the times at which they grow). On the squares model (the only
+        one in these coordinates) `d beta/d z = u^2 + v^2`, `d beta/d m = 2 beta`; `beta` and
+        `beta_new` are those of the step's start and of `theta`."""
+        big = np.maximum(np.abs(beta).max(axis=1), np.abs(beta_new).max(axis=1))
+        scale = (1 / (flow.atol + flow.rtol * big))[:, None]
+        wz = np.maximum(np.square(theta).sum(axis=1) * scale, 1 / flow.rtol)
+        return (wz, np.maximum(2 * np.abs(beta_new) * scale, 1 / flow.rtol)) if self.drift else (wz,)
 
     def norm(self, dy, w):
         """The weighted max norm of a change `dy` of the state (1: at the tolerance), (B,)."""
