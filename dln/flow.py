@@ -21,7 +21,10 @@ Reichelt (ode15s, scipy's BDF), batched with a step size and an order per run,
 a simplified Newton iteration whose n x n matrix (the exact Jacobian of gradient
 flow, the Gauss-Newton one `-(K + gamma K^2)` of GR) is kept between steps as
 LSODE keeps it: about one gradient evaluation per step, fewer than scipy's
-LSODA in log coordinates on the default problem. Elsewhere (`w`, `theta`): the
+LSODA in log coordinates on the default problem. Its per-run bookkeeping
+(differences, step and order selection, the Newton test) runs in small numba
+kernels, since at B = 1 some forty NumPy calls per step cost more than the step's
+arithmetic. Elsewhere (`w`, `theta`): the
 W-method ROS34PW2 (Rang & Angermann 2005; order 3 for any matrix, embedded
 order 2, L-stable), transformed form (Hairer & Wanner IV.7), with the same
 Gauss-Newton matrix through Woodbury (an n x n system in `w`); 4 evaluations
