@@ -123,6 +123,23 @@ def test_ctrl_c_is_one_line_and_exit_130(cli, monkeypatch):
     assert (code, out, err) == (130, "", "dln simulate: interrupted\n")
 
 
+@pytest.mark.parametrize("delay", [0.2, 0.6, 1.5])
+def test_ctrl_c_of_the_command_at_any_time_is_one_line(delay):
+    """The `dln` command interrupted while it imports the package (numba and scipy take about a second)
+    or while it runs: exit 130 and one line, never a traceback. Whichever phase each delay falls in on
+    a given machine, the answer is the same, so the test does not depend on the machine's speed."""
+    exe = os.path.join(os.path.dirname(sys.executable), "dln")
+    proc = subprocess.Popen([exe, "validate", "--quick"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proc.wait(delay)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith(": interrupted"), err
+
+
 def test_sigterm_is_one_line_and_removes_partial_files(cli, monkeypatch, tmp_path):
     """SIGTERM raises in the main thread, so the `finally` of `atomic_path` removes the partial file."""
     def main(args, cmd):
