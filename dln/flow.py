@@ -437,7 +437,8 @@ class _BDF:
         if sel.size == rows.size:
             return np.linalg.eigh(cs.jacobian(at.theta, stiff))
         lam, V = lam.copy(), V.copy()
-        lam[sel], V[sel] = np.linalg.eigh(cs.take(sel).jacobian(at.theta[sel], stiff[sel]))
+        sub = cs if cs.problem.P == 1 else cs.take(sel)  # (the Jacobian reads only X of the runs' problem)
+        lam[sel], V[sel] = np.linalg.eigh(sub.jacobian(at.theta[sel], stiff[sel]))
         return lam, V
 
     def advance(self, flow, objective, algorithm, carry):
@@ -655,11 +656,10 @@ class _Dual(_Coordinates):
 
     def jacobian(self, theta, stiff):
         """`-J` on `nu`: `K + gamma K^2`, `K = X diag(s) X^T / n`, `s = (d z'/d(-g)) (d beta/d z) =
-        4 (u^2 + v^2)` read from the model (J = 0 on `m`): the exact Jacobian of gradient flow, the
+        4 (u^2 + v^2)` on the squares model (J = 0 on `m`): the exact Jacobian of gradient flow, the
         Gauss-Newton one of GR with `gamma = stiff` (B,) (`algorithm.stiffness` there). Shape (B, n, n)."""
         X, n = self.problem.X, self.problem.n
-        Qz, _, J = self._Q(theta)
-        s = (J[:, 0] / theta[:, 0] - J[:, 1] / theta[:, 1]) * Qz / n
+        s = np.square(theta).sum(axis=1) * (4 / n)
         B, d = s.shape
         if X.shape[0] == 1:  # one GEMM (B n, d) x (d, n) rather than B small ones
             K = ((X[0] * s[:, None, :]).reshape(B * n, d) @ X[0].T).reshape(B, n, n)
