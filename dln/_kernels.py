@@ -5,10 +5,12 @@ elementwise passes over `theta` of shape (B, 2, d). NumPy makes one pass and
 one temporary per operation; these kernels read `theta` once per quantity:
 
 - `depth_beta`: `beta = u**D - v**D`;
-- `depth_vjp`: `J^T g = (D u**(D-1) g, -D v**(D-1) g)`;
+- `depth_vjp`: `J^T g = (D u**(D-1) g, -D v**(D-1) g)`, and `g = X^T r / n`'s division by `n` in
+  the same pass;
 - `depth_descend`: `theta - eta D` and its `beta` in the same pass, so the
   next step's `beta` costs no pass of its own;
-- `residual_loss`: `r = X beta - y` in place and `L = ||r||^2 / (2n)`.
+- `residual_loss`: `r = X beta - y` in place and `L = ||r||^2 / (2n)`;
+- `mix`: F-GR's `G + c (D - G)` in place over `D`, where NumPy makes three passes.
 - `quadratic_moments`, `ascent_residuals`, `combine`: the elementwise passes of per-example
   sharpness (`MSharpness(base, 1)` on a quadratic model) around its matrix products.
 
@@ -50,9 +52,12 @@ def _beta_into(theta, depth, beta):
 
 
 @_jit
-def _vjp_into(theta, g, depth, out):
+def _vjp_into(theta, g, depth, out, n):
     for b in range(theta.shape[0]):
         gb, ou, ov, u, v = g[b], out[b, 0], out[b, 1], theta[b, 0], theta[b, 1]
+        if n != 1.0:  # `g <- g / n` in the same pass (NumPy's `g /= n`, the same rounding)
+            for i in range(gb.size):
+                gb[i] = gb[i] / n
         if depth == 2:
             for i in range(gb.size):
                 ou[i] = 2.0 * gb[i] * u[i]
@@ -66,14 +71,40 @@ def _vjp_into(theta, g, depth, out):
 
 
 @_jit
+def _descend_over(theta, D, eta, depth, beta):
+    # `D` is written over: one array argument for both, so LLVM needs no aliasing check between an
+    # input and an output of the same pass (with `out is D` passed twice the loop ran 1.7x slower)
+    B, _, d = theta.shape
+    for b in range(B):
+        e = eta[b]
+        for k in range(2):
+            tk, Dk = theta[b, k], D[b, k]
+            for i in range(d):
+                Dk[i] = tk[i] - e * Dk[i]
+        _beta_row(D[b, 0], D[b, 1], depth, beta[b])
+
+
+@_jit
 def _descend_into(theta, D, eta, depth, out, beta):
     B, _, d = theta.shape
-    th, Dm, o = theta.reshape(B, 2 * d), D.reshape(B, 2 * d), out.reshape(B, 2 * d)
     for b in range(B):
-        e, tb, Db, ob = eta[b], th[b], Dm[b], o[b]
-        for i in range(2 * d):
-            ob[i] = tb[i] - e * Db[i]
+        e = eta[b]
+        for k in range(2):
+            tk, Dk, ok = theta[b, k], D[b, k], out[b, k]
+            for i in range(d):
+                ok[i] = tk[i] - e * Dk[i]
         _beta_row(out[b, 0], out[b, 1], depth, beta[b])
+
+
+@_jit
+def _mix_over(D, G, c):
+    B, _, d = D.shape
+    for b in range(B):
+        cb = c[b]
+        for k in range(2):
+            Dk, Gk = D[b, k], G[b, k]
+            for i in range(d):
+                Dk[i] = (Dk[i] - Gk[i]) * cb + Gk[i]
 
 
 @_jit
@@ -100,24 +131,47 @@ def depth_beta(theta, depth):
     return beta
 
 
-def depth_vjp(theta, g, depth):
-    """`J^T g = (D u**(D-1) g, -D v**(D-1) g)`, shape (B, 2, d), for `g` of shape (B, d)."""
+def depth_vjp(theta, g, depth, divide=None):
+    """`J^T g = (D u**(D-1) g, -D v**(D-1) g)`, shape (B, 2, d), for `g` of shape (B, d); with `divide`,
+    `g` (a writeable contiguous float array) is first divided by it in place, in the same pass."""
     out = np.empty(theta.shape)
-    _vjp_into(_c(theta), _c(g), depth, out)
+    if divide is None:
+        _vjp_into(_c(theta), _c(g), depth, out, 1.0)
+    else:
+        _vjp_into(_c(theta), g, depth, out, float(divide))
     return out
 
 
-def depth_descend(theta, D, eta, depth):
+def depth_descend(theta, D, eta, depth, overwrite=True):
     """`theta' = theta - eta D` (`eta` of shape (B,)) and `beta(theta')`, in one pass; `theta'` is
-    written over `D` where `D` is a contiguous float array (no fresh (B, 2, d) array per step).
+    written over `D` where `overwrite` and `D` is a writeable contiguous float array (no fresh
+    (B, 2, d) array per step), else into a new array.
 
     Returns `(theta', beta)` of shapes (B, 2, d) and (B, d).
     """
-    D = _c(D)
-    out = D if D.flags.writeable else np.empty(theta.shape)
     beta = np.empty((theta.shape[0], theta.shape[2]))
-    _descend_into(_c(theta), D, _c(eta), depth, out, beta)
+    theta, eta = _c(theta), _c(eta)
+    if overwrite:
+        D = _c(D)
+        if not D.flags.writeable:
+            D = D.copy()
+        _descend_over(theta, D, eta, depth, beta)
+        return D, beta
+    out = np.empty(theta.shape)
+    _descend_into(theta, _c(D), eta, depth, out, beta)
     return out, beta
+
+
+def mix(D, G, c):
+    """`D <- (D - G) c + G` in place (one pass; `D`, `G` of shape (B, 2, d), `c` of shape (B,)): the
+    finite-difference combination of F-GR, `G + (gamma/eps) (grad L(theta + eps p) - G)`, with
+    NumPy's rounding of `D -= G; D *= c; D += G`. Returns `D` (a new array where `D` was not a
+    writeable contiguous float array)."""
+    D = _c(D)
+    if not D.flags.writeable:
+        D = D.copy()
+    _mix_over(D, _c(G), _c(c))
+    return D
 
 
 def residual_loss(r, y):

@@ -28,6 +28,7 @@ their name in `repr`, JSON and `isinstance`. Every concrete algorithm with a
 """
 import numpy as np
 
+from . import _kernels
 from ._checks import InputError
 from ._hyper import Declared, Hyper
 
@@ -176,13 +177,11 @@ class FGR(Algorithm):
             norm = np.sqrt(np.einsum("bkd,bkd->b", p, p))
             p = p / per_run(np.where(norm > 0, norm, 1.0), p)
         eps = per_run(self.ascent(), at.theta)
-        shifted = eps * p
-        shifted += at.theta
-        D = at.objective.at(shifted).grad  # a new array: form the direction in it
-        D -= G
-        D *= per_run(self.gamma, at.theta) / eps
-        D += G
-        return D, state
+        B = at.theta.shape[0]
+        # theta + eps p as `theta - (-eps) p` (the same rounding), its beta in the same pass; p is kept
+        shifted = at.objective.descend(at.theta, p, np.broadcast_to(-eps, (B, 1, 1))[:, 0, 0], overwrite=False)
+        D = shifted.grad  # a new array: form the direction in it, in one pass
+        return _kernels.mix(D, G, np.broadcast_to(per_run(self.gamma, at.theta) / eps, (B, 1, 1))[:, 0, 0]), state
 
 
 class BGR(FGR):

@@ -41,14 +41,15 @@ class Depth:
         """`beta = u**D - v**D`, shape (B, d) (one fused pass over theta)."""
         return _kernels.depth_beta(theta, self.depth)
 
-    def vjp(self, theta, g):
-        """`J^T g = (D u**(D-1) g, -D v**(D-1) g)`, shape (B, 2, d), for `g` of shape (B, d)."""
-        return _kernels.depth_vjp(theta, g, self.depth)
+    def vjp(self, theta, g, divide=None):
+        """`J^T g = (D u**(D-1) g, -D v**(D-1) g)`, shape (B, 2, d), for `g` of shape (B, d); with
+        `divide`, `g` (the caller's own array) is first divided by it in place, in the same pass."""
+        return _kernels.depth_vjp(theta, g, self.depth, divide)
 
-    def descend(self, theta, D, eta):
+    def descend(self, theta, D, eta, overwrite=True):
         """`theta' = theta - eta D` for `eta` of shape (B,), and `beta(theta')`, in one pass, `theta'`
-        written over `D` (the caller's own array). Returns shapes (B, 2, d) and (B, d)."""
-        return _kernels.depth_descend(theta, D, eta, self.depth)
+        written over `D` (the caller's own array) unless not `overwrite`. Returns shapes (B, 2, d) and (B, d)."""
+        return _kernels.depth_descend(theta, D, eta, self.depth, overwrite)
 
     def jac(self, theta):
         """Diagonal Jacobian `(d beta/du, d beta/dv) = (D u**(D-1), -D v**(D-1))`, shape (B, 2, d)."""
@@ -112,13 +113,20 @@ class Product:
         """`(d beta/du, d beta/dv) = (v, u)`."""
         return theta[:, ::-1]
 
-    def vjp(self, theta, g):
-        """`J^T g = (v g, u g)`, shape (B, 2, d)."""
+    def vjp(self, theta, g, divide=None):
+        """`J^T g = (v g, u g)`, shape (B, 2, d); with `divide`, `g` (the caller's own array) is first
+        divided by it in place."""
+        if divide is not None:
+            g /= divide
         return theta[:, ::-1] * g[:, None, :]
 
-    def descend(self, theta, D, eta):
-        """`theta' = theta - eta D` for `eta` of shape (B,), and `beta(theta')`; `D` is the caller's own array."""
-        D *= eta[:, None, None]
+    def descend(self, theta, D, eta, overwrite=True):
+        """`theta' = theta - eta D` for `eta` of shape (B,), and `beta(theta')`; `D` is the caller's own
+        array, scaled in place where `overwrite`."""
+        if overwrite:
+            D *= eta[:, None, None]
+        else:
+            D = eta[:, None, None] * D
         theta = theta - D
         return theta, self.beta(theta)
 

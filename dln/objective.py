@@ -82,7 +82,13 @@ class Point:
 
     @_cached
     def grad(self):
-        return self.objective.vjp(self.theta, self.g)
+        d = self.__dict__
+        if "g" in d:
+            return self.objective.vjp(self.theta, d["g"])
+        # `g = X^T r / n`: the division by n in the pass of `J^T g` (one pass over g fewer)
+        p = self.objective.problem
+        g = d["g"] = p.XT(self.residual, divide=False)
+        return self.objective.model.vjp(self.theta, g, divide=p.n)
 
     def where(self, mask, other):
         """Row by row, this point where `mask` (B,) holds, else `other` (same objective); parts cached
@@ -116,10 +122,11 @@ class Objective:
         """`J^T g`, shape (B, 2, d), for `g` of shape (B, d) (`J = d beta / d theta`)."""
         return self.model.vjp(theta, g)
 
-    def descend(self, theta, D, eta):
+    def descend(self, theta, D, eta, overwrite=True):
         """The `Point` at `theta - eta D` (`eta` of shape (B,)), its `beta` formed in the same pass;
-        `D` is the caller's own array, which it may overwrite (the stepper's contract with `update`)."""
-        theta, beta = self.model.descend(theta, D, eta)
+        `D` is the caller's own array, which it may overwrite (the stepper's contract with `update`)
+        unless not `overwrite` (`D` is another point's cached part)."""
+        theta, beta = self.model.descend(theta, D, eta, overwrite)
         p = Point(self, theta)
         p.__dict__["beta"] = beta
         return p

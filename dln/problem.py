@@ -76,10 +76,12 @@ class Problem:
         r = self.residual(beta, test)
         return 0.5 * np.einsum("bn,bn->b", r, r) / r.shape[-1]
 
-    def XT(self, r):
-        """`X^T r / n` for residuals `r` of shape (B, n); returns shape (B, d)."""
+    def XT(self, r, divide=True):
+        """`X^T r / n` for residuals `r` of shape (B, n); returns shape (B, d), a new array. Without
+        `divide`, `X^T r`: the caller divides by `n` (`Point.grad` does so in the pass of `J^T g`)."""
         g = r @ self.X[0] if self.P == 1 else np.matmul(r[:, None, :], self.X)[:, 0, :]
-        g /= self.n  # in place: no second (B, d) temporary
+        if divide:
+            g /= self.n  # in place: no second (B, d) temporary
         return g
 
     def grad(self, beta):
