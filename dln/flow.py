@@ -16,19 +16,18 @@ implicit-bias problem, with the exact n x n Jacobian
 `-(4/n) X diag(u^2 + v^2) X^T`. Otherwise (other models, rank-deficient `X`) the
 state is `w = (m, z)` (positive models) or `theta` (the product model).
 
-Methods. In `nu` (`_Dual`): the variable-order (1-5) NDF of Shampine &
+Method, in every coordinates: the variable-order (1-5) NDF of Shampine &
 Reichelt (ode15s, scipy's BDF), batched with a step size and an order per run,
-a simplified Newton iteration whose n x n matrix (the exact Jacobian of gradient
-flow, the Gauss-Newton one `-(K + gamma K^2)` of GR) is kept between steps as
-LSODE keeps it: about one gradient evaluation per step, fewer than scipy's
-LSODA in log coordinates on the default problem. Its per-run bookkeeping
-(differences, step and order selection, the Newton test) runs in small numba
-kernels, since at B = 1 some forty NumPy calls per step cost more than the step's
-arithmetic. Elsewhere (`w`, `theta`): the
-W-method ROS34PW2 (Rang & Angermann 2005; order 3 for any matrix, embedded
-order 2, L-stable), transformed form (Hairer & Wanner IV.7), with the same
-Gauss-Newton matrix through Woodbury (an n x n system in `w`); 4 evaluations
-per step.
+with a simplified Newton iteration whose matrix `I - c J` is kept between steps
+as LSODE keeps it: about one gradient evaluation per step, fewer than scipy's
+LSODA in log coordinates on the default problem. `J` is the exact Jacobian of
+gradient flow in `nu` and otherwise the Gauss-Newton one of gradient
+regularization, `-(K + gamma K^2)` in `nu` and `-P X^T (I + gamma K) X Q / n`
+in `w` or `theta` (Woodbury through n x n); `K = X diag(s) X^T / n` (s >= 0) is
+kept as its eigendecomposition, so a new step size or order costs no
+factorization. Its per-run bookkeeping (differences, step and order selection,
+the Newton test) runs in small numba kernels, since at B = 1 some forty NumPy
+calls per step cost more than the step's arithmetic.
 """
 from dataclasses import replace
 
@@ -101,17 +100,12 @@ class Flow(Declared):
         B = y.shape[0]
         carry = {"at": at, "state": state, "t": np.zeros(B), "steps": np.zeros(B, np.int64), "y": y, "h": h,
                  "cs": cs, "rejects": np.zeros(B, np.int64), "frozen": np.zeros(B, np.int64)}
-        carry.update(cs.method.start(cs, algorithm, at, y, F, h))
+        carry.update(_NDF.start(cs, algorithm, at, y, F, h))
         return carry
 
     def advance(self, objective, algorithm, carry, k):
-        """One attempted step per live run by the method of the batch's coordinates."""
-        return carry["cs"].method.advance(self, objective, algorithm, carry)
-
-
-def _direction(objective, algorithm, theta, state):
-    """`(theta, D(theta))` at a stage point (the state of the step's start: stateless flows)."""
-    return theta, algorithm.update(objective.at(theta), state, 0)[0]
+        """One attempted step per live run (see `_BDF`)."""
+        return _NDF.advance(self, objective, algorithm, carry)
 
 
 def _stiffness(algorithm, at):
@@ -175,85 +169,6 @@ def _failures(name, cs, carry, ok, speed):
                   "SAM once the loss reaches 0) or overflows; raise `loss_tol`, change alpha or the "
                   "hyperparameters, or use `Steps`")
     return failed, why
-
-
-class _Rosenbrock:
-    """The W-method ROS34PW2 (Rang & Angermann 2005; order 3 for any matrix, embedded order 2,
-    L-stable) in transformed form (Hairer & Wanner IV.7): `(I/(h g) - J) U_i = f(y + sum_j A_ij U_j)
-    + sum_j C_ij U_j / h`, `y+ = y + sum_i M_i U_i`, error `sum_i E_i U_i`, with the coordinates'
-    matrix `J` (Gauss-Newton, Woodbury through an n x n system). 4 evaluations per step (the new
-    point's included); cubic Hermite dense output in `y`."""
-
-    def __init__(self):
-        g = 0.435866521508459
-        alpha = np.zeros((4, 4))
-        alpha[1, 0] = 0.87173304301691801
-        alpha[2, :2] = 0.84457060015369423, -0.11299064236484185
-        alpha[3, :3] = 0.0, 0.0, 1.0
-        Gam = np.diag([g] * 4)
-        Gam[1, 0] = -0.87173304301691801
-        Gam[2, :2] = -0.90338057013044082, 0.054180672388095326
-        Gam[3, :3] = 0.24212380706095346, -1.2232505839045147, 0.54526025533510214
-        b = np.array([0.24212380706095346, -1.2232505839045147, 1.5452602553351020, 0.435866521508459])
-        bhat = np.array([0.37810903145819369, -0.096042292212423178, 0.5, 0.2179332607542295])
-        Gi = np.linalg.inv(Gam)
-        self.gamma, self.A, self.C = g, alpha @ Gi, np.diag(1 / np.diag(Gam)) - Gi
-        self.M, self.E = b @ Gi, (b - bhat) @ Gi
-        # stage i evaluates f at a new point where its row of A differs from the previous one
-        self.fresh = [False] + [not np.array_equal(self.A[i], self.A[i - 1]) for i in range(1, 4)]
-        self.evals = 1 + sum(self.fresh)
-
-    @staticmethod
-    def start(cs, algorithm, at, y, F, h):
-        return {"F": F}
-
-    def advance(self, flow, objective, algorithm, carry):
-        cs, at, state, y, F0, h, t = (carry[key] for key in ("cs", "at", "state", "y", "F", "h", "t"))
-        A, C = self.A, self.C
-        th = at.theta
-        B = th.shape[0]
-        W = cs.matrix(th, h * self.gamma, _stiffness(algorithm, at))
-        hc = (1 / h)[:, None]
-        U = []
-        Fi = F0
-        for i in range(4):
-            if self.fresh[i]:
-                Fi = cs.rate(*_direction(objective, algorithm, cs.theta(y + sum(A[i, j] * U[j] for j in range(i))),
-                                         state))
-            rhs = Fi + sum((C[i, j] * hc) * U[j] for j in range(i)) if i else Fi
-            U.append(W(rhs))
-        y_new = y + sum(self.M[i] * U[i] for i in range(4))
-        dy = sum(self.E[i] * U[i] for i in range(4))
-        th_new = cs.theta(y_new)
-        at_new = objective.at(th_new)
-        F_new = cs.rate(th_new, algorithm.update(at_new, state, 0)[0])
-        bscale = flow.atol + flow.rtol * np.maximum(np.abs(at.beta).max(axis=1), np.abs(at_new.beta).max(axis=1))
-        err = np.maximum(np.abs(cs.dbeta(th_new, dy)).max(axis=1) / bscale, cs.own_error(dy, y, y_new, flow))
-        err = np.where(np.isfinite(err) & np.isfinite(at_new.loss), err, np.inf)
-        speed = np.abs(F0).max(axis=1)
-        ok = (err <= 1) & (speed > 0)
-        t_new = t + h
-        y_prev, F_prev, t_prev, h_prev = y, F0, t, h
-
-        def dense(rows, tq):
-            """Cubic Hermite interpolation in `y` within the accepted step."""
-            sig = ((tq - t_prev[rows]) / h_prev[rows])[:, None]
-            hd = h_prev[rows][:, None]
-            h00, h10 = (1 + 2 * sig) * (1 - sig) ** 2, sig * (1 - sig) ** 2
-            h01, h11 = sig * sig * (3 - 2 * sig), sig * sig * (sig - 1)
-            yq = h00 * y_prev[rows] + h10 * hd * F_prev[rows] + h01 * y_new[rows] + h11 * hd * F_new[rows]
-            return cs.take(rows).theta(yq)
-
-        fac = np.clip(0.9 * np.where(err > 0, err, 1e-10) ** (-1 / 3), 0.2, 6.0)
-        okb = ok[:, None]
-        moved = np.any(th_new != th, axis=(1, 2))
-        new = dict(carry, at=at_new.where(ok, at), y=np.where(okb, y_new, y), F=np.where(okb, F_new, F0),
-                   t=np.where(ok, t_new, t), steps=carry["steps"] + ok, rejects=np.where(ok, 0, carry["rejects"] + 1),
-                   frozen=np.where(ok & ~moved, carry["frozen"] + 1, np.where(ok, 0, carry["frozen"])))
-        new["h"] = np.minimum(h * np.where(ok, fac, np.minimum(fac, 0.5)), flow.max_time - new["t"])
-        failed, why = _failures(type(algorithm).__name__, cs, new, ok, speed)
-        per = np.broadcast_to(np.asarray(algorithm.grad_evals(), np.int64), (B,))
-        return new, Move(self.evals * per, ok, dense, failed, why)
 
 
 # ---- the NDF's per-run bookkeeping, fused (numba): a few small loops instead of some thirty NumPy
@@ -424,28 +339,29 @@ class _BDF:
         B, N = y.shape
         D = np.zeros((B, _BDF.MAX_ORDER + 3, N))
         D[:, 0], D[:, 1] = y, F * h[:, None]
-        lam, V = np.linalg.eigh(cs.jacobian(at.theta, _stiffness(algorithm, at)))
-        return {"D": D, "order": np.ones(B, np.int64), "equal": np.zeros(B, np.int64), "lam": lam, "V": V,
+        return {"D": D, "order": np.ones(B, np.int64), "equal": np.zeros(B, np.int64),
+                "jac": cs.jacobian(at.theta, _stiffness(algorithm, at)),
                 "fresh": np.ones(B, bool), "rate": np.full(B, 0.7), "age": np.zeros(B, np.int64),
                 "failed": np.zeros(B, bool)}
 
     @staticmethod
-    def _refresh(cs, algorithm, at, lam, V, rows):
-        """The eigendecomposition of `-J` at the point `at` for the runs `rows` (mask), the others' kept."""
+    def _refresh(cs, algorithm, at, jac, rows):
+        """The coordinates' Jacobian at the point `at` for the runs `rows` (mask), the others' kept."""
         sel = rows.nonzero()[0]
         stiff = _stiffness(algorithm, at)
         if sel.size == rows.size:
-            return np.linalg.eigh(cs.jacobian(at.theta, stiff))
-        lam, V = lam.copy(), V.copy()
-        sub = cs if cs.problem.P == 1 else cs.take(sel)  # (the Jacobian reads only X of the runs' problem)
-        lam[sel], V[sel] = np.linalg.eigh(sub.jacobian(at.theta[sel], stiff[sel]))
-        return lam, V
+            return cs.jacobian(at.theta, stiff)
+        new = cs.take(sel).jacobian(at.theta[sel], stiff[sel])
+        out = {k: v.copy() for k, v in jac.items()}
+        for k, v in out.items():
+            v[sel] = new[k]
+        return out
 
     def advance(self, flow, objective, algorithm, carry):
         cs, at, state, D, order, h, t = (carry[key] for key in ("cs", "at", "state", "D", "order", "h", "t"))
         B = D.shape[0]
         rows = np.arange(B)
-        lam, V, fresh, age = carry["lam"], carry["V"], carry["fresh"], carry["age"]
+        jac, fresh, age = carry["jac"], carry["fresh"], carry["age"]
         k1 = self.MAX_ORDER + 1
         upto = self._upto[order]
         y_pred = np.einsum("bj,bjn->bn", upto, D[:, :k1])
@@ -453,15 +369,13 @@ class _BDF:
         c = h / self.alpha[order]
         aged = age >= self.AGE
         if aged.any():  # a Jacobian at the step's start
-            lam, V = self._refresh(cs, algorithm, at, lam, V, aged)
+            jac = self._refresh(cs, algorithm, at, jac, aged)
             fresh = fresh | aged
             age = np.where(aged, 0, age)
         th = cs.theta(y_pred)
         point = objective.at(th)
         w = cs.weights(th, at.beta, point.beta, flow)
-        # `(I - c J)^{-1} r = V diag(1 / (1 + c lam)) V^T r` on `nu` (`-J = V diag(lam) V^T`, symmetric
-        # positive semi-definite: no factorization when `c` changes)
-        shrink = 1 / (1 + c[:, None] * lam)
+        solve = cs.solver(jac, c)  # r -> (I - c J)^{-1} r
         # simplified Newton on `c f(y) - psi - (y - y_p) = 0`, every run together; a run leaves the loop
         # when it converged (estimated remaining error `rate / (1 - rate) |dy| < NEWTON_TOL`, `rate` the
         # contraction measured in this step or carried from the last one) or when it diverges
@@ -477,7 +391,7 @@ class _BDF:
                 th = cs.theta(yk)
                 point = objective.at(th)
             f = cs.rate(th, algorithm.update(point, state, 0)[0])
-            dy = cs.newton_solve(V, shrink, c[:, None] * f - psi - dsum)
+            dy = solve(c[:, None] * f - psi - dsum)
             old, norm = norm, cs.norm(dy, w)
             old = norm if old is None else old  # (not read in the first iteration)
             _newton_update(it, self.NEWTON_MAXITER, self.NEWTON_TOL, norm, old, rate, done, conv, iters, yk, dsum, dy)
@@ -521,7 +435,7 @@ class _BDF:
         _ndf_change(Dn, new_order, factor, D)
         t_now = np.where(ok, t_new, t)
         if refresh.any():
-            lam, V = self._refresh(cs, algorithm, at, lam, V, refresh)
+            jac = self._refresh(cs, algorithm, at, jac, refresh)
             age = np.where(refresh, 0, age)
         moved = np.any(th_new != at.theta, axis=(1, 2))
         if ok.all():  # the common case, in fewer passes
@@ -530,12 +444,16 @@ class _BDF:
             at_next, rejects = at_new.where(ok, at), np.where(ok, 0, carry["rejects"] + 1)
             frozen = np.where(ok & ~moved, carry["frozen"] + 1, np.where(ok, 0, carry["frozen"]))
         new = dict(carry, at=at_next, y=D[:, 0], D=D, order=new_order, equal=equal, h=h * factor, t=t_now,
-                   steps=carry["steps"] + ok, lam=lam, V=V, age=age + ok, fresh=refresh | fresh & ~ok,
+                   steps=carry["steps"] + ok, jac=jac, age=age + ok, fresh=refresh | fresh & ~ok,
                    failed=failed_newton, rejects=rejects, frozen=frozen,
                    rate=np.where(conv & (iters > 1), np.maximum(0.2 * carry["rate"], rate), carry["rate"]))
         failed, why = _failures(type(algorithm).__name__, cs, new, ok, speed)
         per = np.broadcast_to(np.asarray(algorithm.grad_evals(), np.int64), (B,))
         return new, Move(iters * per, ok, dense, failed, why)
+
+
+#: the method of every flow
+_NDF = _BDF()
 
 
 def _coordinates(objective, algorithm, theta):
@@ -560,8 +478,6 @@ class _Coordinates:
     per_run = ()
     #: whether `m = log alpha_eff` is part of the state (so it may collapse)
     drift = False
-    #: the method that steps these coordinates
-    method = _Rosenbrock()
 
     def take(self, idx):
         out = object.__new__(type(self))
@@ -579,6 +495,14 @@ class _Coordinates:
         """The largest rate of the state's logarithmic coordinates: the first step is `1e-3` over it."""
         return np.abs(F).max(axis=1)
 
+    def norm(self, dy, w):
+        """The weighted max norm of a change `dy` of the state (1: at the tolerance), (B,)."""
+        return np.abs(dy * w[0]).max(axis=1)
+
+    def solver(self, jac, c):
+        """`r -> (I - c J)^{-1} r` with the Jacobian `jac` (`_low_rank`)."""
+        return _low_rank_solver(self.problem, jac, c)
+
 
 class _Dual(_Coordinates):
     """`y = nu` (every run drift-free) or `y = (nu, m)`: `z = z0 + X^T nu`, `m = log alpha_eff`.
@@ -588,8 +512,6 @@ class _Dual(_Coordinates):
     """
 
     per_run = _Coordinates.per_run + ("z0", "m0", "keep_m")
-
-    method = _BDF()
 
     def __init__(self, problem, model, G, theta, free):
         self.problem, self.model, self.G = problem, model, G
@@ -655,26 +577,22 @@ class _Dual(_Coordinates):
         return (fu - fv) / 2, fu + fv, J
 
     def jacobian(self, theta, stiff):
-        """`-J` on `nu`: `K + gamma K^2`, `K = X diag(s) X^T / n`, `s = (d z'/d(-g)) (d beta/d z) =
+        """`-J` on `nu`, `K + gamma K^2` with `K = X diag(s) X^T / n`, `s = (d z'/d(-g)) (d beta/d z) =
         4 (u^2 + v^2)` on the squares model (J = 0 on `m`): the exact Jacobian of gradient flow, the
-        Gauss-Newton one of GR with `gamma = stiff` (B,) (`algorithm.stiffness` there). Shape (B, n, n)."""
-        X, n = self.problem.X, self.problem.n
-        s = np.square(theta).sum(axis=1) * (4 / n)
-        B, d = s.shape
-        if X.shape[0] == 1:  # one GEMM (B n, d) x (d, n) rather than B small ones
-            K = ((X[0] * s[:, None, :]).reshape(B * n, d) @ X[0].T).reshape(B, n, n)
-        else:
-            K = np.matmul(X * s[:, None, :], np.swapaxes(X, 1, 2))
-        if np.any(stiff):
-            K = K + stiff[:, None, None] * np.matmul(K, K)
-        return K
+        Gauss-Newton one of GR with `gamma = stiff` (B,) (`algorithm.stiffness` there); kept as the
+        eigendecomposition of `K` (symmetric positive semi-definite), `{"lam", "V", "gamma"}`."""
+        return _eig(self.problem, np.square(theta).sum(axis=1) * 4, stiff)
 
-    def newton_solve(self, V, shrink, r):
-        """`(I - c J)^{-1} r` with `-J = V diag(lam) V^T` on `nu` (`shrink = 1 / (1 + c lam)`), `r` on `m`."""
-        n = self.problem.n
-        nu = r[:, :n] if self.drift else r
-        nu = np.matmul(V, (np.matmul(nu[:, None, :], V)[:, 0] * shrink)[..., None])[..., 0]
-        return np.concatenate([nu, r[:, n:]], axis=1) if self.drift else nu
+    def solver(self, jac, c):
+        """`r -> (I - c J)^{-1} r`: `V diag(1 / (1 + c (lam + gamma lam^2))) V^T r` on `nu`, `r` on `m`."""
+        lam, V, n = jac["lam"], jac["V"], self.problem.n
+        shrink = 1 / (1 + c[:, None] * lam * (1 + jac["gamma"][:, None] * lam))
+
+        def solve(r):
+            nu = r[:, :n] if self.drift else r
+            nu = np.matmul(V, (np.matmul(nu[:, None, :], V)[:, 0] * shrink)[..., None])[..., 0]
+            return np.concatenate([nu, r[:, n:]], axis=1) if self.drift else nu
+        return solve
 
     def weights(self, theta, beta, beta_new, flow):
         """Per-coordinate weights of the error norm: an error `dz` in `z` (`dm` in `m`) counts as
@@ -742,18 +660,22 @@ class _Mirror(_Coordinates):
         fu, fv = J[:, 0] * theta[:, 0], J[:, 1] * theta[:, 1]
         return np.concatenate([fu + fv, (fu - fv) / 2], axis=1)
 
-    def matrix(self, theta, hg, stiff):
+    def jacobian(self, theta, stiff):
+        """The Gauss-Newton Jacobian of GR with `gamma = stiff` in `w` (`_low_rank`)."""
         J = self.model.jac(theta)
-        return _woodbury(self.problem, self._w(theta, J), self._Q(theta, J), hg, stiff)
+        return _low_rank(self.problem, self._w(theta, J), self._Q(theta, J), stiff)
+
+    def weights(self, theta, beta, beta_new, flow):
+        """Weights of the error norm: a change `dw` counts as `max(|d beta/d w| / (atol + rtol max|beta|),
+        1 / rtol) |dw|`, within tolerance in `beta` and in `log u`, `log v`."""
+        big = np.maximum(np.abs(beta).max(axis=1), np.abs(beta_new).max(axis=1))
+        scale = (1 / (flow.atol + flow.rtol * big))[:, None]
+        return (np.maximum(np.abs(self._Q(theta, self.model.jac(theta))) * scale, 1 / flow.rtol),)
 
     def dbeta(self, theta, dy):
         d = self.problem.d
         q = self._Q(theta, self.model.jac(theta)) * dy
         return q[:, :d] + q[:, d:]
-
-    def own_error(self, dy, y_old, y_new, flow):
-        """Error in `log theta` against `rtol`."""
-        return np.abs(dy).max(axis=1) / flow.rtol
 
 
 class _Plain(_Coordinates):
@@ -776,40 +698,62 @@ class _Plain(_Coordinates):
         """Relative rate: `max|theta'| / max|theta|`."""
         return np.abs(F).max(axis=1) / np.maximum(np.abs(y).max(axis=1), 1e-300)
 
-    def matrix(self, theta, hg, stiff):
+    def jacobian(self, theta, stiff):
+        """The Gauss-Newton Jacobian of GR with `gamma = stiff` in `theta` (`_low_rank`)."""
         J = self.model.jac(theta).reshape(theta.shape[0], -1)
-        return _woodbury(self.problem, J, J, hg, stiff)
+        return _low_rank(self.problem, J, J, stiff)
+
+    def weights(self, theta, beta, beta_new, flow):
+        """Weights of the error norm: a change `dtheta` counts as `max(|d beta/d theta| / (atol + rtol
+        max|beta|), 1 / (atol + rtol max|theta|)) |dtheta|`."""
+        big = np.maximum(np.abs(beta).max(axis=1), np.abs(beta_new).max(axis=1))
+        scale = (1 / (flow.atol + flow.rtol * big))[:, None]
+        own = (1 / (flow.atol + flow.rtol * np.abs(theta).max(axis=(1, 2))))[:, None]
+        return (np.maximum(np.abs(self.model.jac(theta).reshape(theta.shape[0], -1)) * scale, own),)
 
     def dbeta(self, theta, dy):
         d = self.problem.d
         q = self.model.jac(theta).reshape(theta.shape[0], -1) * dy
         return q[:, :d] + q[:, d:]
 
-    def own_error(self, dy, y_old, y_new, flow):
-        scale = flow.atol + flow.rtol * np.maximum(np.abs(y_old).max(axis=1), np.abs(y_new).max(axis=1))
-        return np.abs(dy).max(axis=1) / scale
+
+def _eig(problem, s, gamma):
+    """`K = X diag(s) X^T / n` per run (`s >= 0`: symmetric positive semi-definite) as its
+    eigendecomposition, `{"lam", "V", "gamma"}` with GR's `gamma` (B,)."""
+    X, n = problem.X, problem.n
+    B, d = s.shape
+    s = s / n
+    if X.shape[0] == 1:  # one GEMM (B n, d) x (d, n) rather than B small ones
+        K = ((X[0] * s[:, None, :]).reshape(B * n, d) @ X[0].T).reshape(B, n, n)
+    else:
+        K = np.matmul(X * s[:, None, :], np.swapaxes(X, 1, 2))
+    lam, V = np.linalg.eigh(K)
+    return {"lam": lam, "V": V, "gamma": np.array(gamma, float)}
 
 
-def _woodbury(problem, P, Q, c, gamma):
-    """`r -> c (I - c J)^{-1} r` for the Gauss-Newton Jacobian of gradient regularization, per run.
+def _low_rank(problem, P, Q, gamma):
+    """The Gauss-Newton Jacobian of gradient regularization in coordinates `w` (B, 2d), per run.
 
     With `penalty (gamma/2) ||grad L||^2`, `D ~ J^T (A + gamma A S A) beta + ...`, `A = X^T X / n`,
-    `S = diag(s)`, `s = Q . P` per coordinate (`P = d w'/d(-g)`, `Q = d beta/d w`, flattened over
-    the two halves of `w`), so `J ~ -P X^T (I + gamma K) X Q / n` with `K = X S X^T / n`. Woodbury:
-    `(I - cJ)^{-1} r = r - c P X^T N^{-1} (I + gamma K) X (Q . r) / n`, `N = I + c (K + gamma K^2)`:
-    one n x n inverse per run and step.
-    """
-    d, n, X = problem.d, problem.n, problem.X
-    s = P[:, :d] * Q[:, :d] + P[:, d:] * Q[:, d:]
-    K = np.matmul(X * s[:, None, :], np.swapaxes(X, 1, 2)) / n
-    eye = np.eye(n)
-    G = eye + gamma[:, None, None] * K
-    N = eye + c[:, None, None] * np.matmul(K, G)
-    NinvG = np.matmul(np.linalg.inv(N), G)
+    `S = diag(s)`, `s = Q . P` per coordinate (`P = d w'/d(-g)`, `Q = d beta/d w`, flattened over the
+    two halves of `w`; `s = |d beta/d theta|^2 >= 0`), so `J ~ -P X^T (I + gamma K) X Q / n` with
+    `K = X S X^T / n`: kept as `P`, `Q` and the eigendecomposition of `K`."""
+    d = problem.d
+    return dict(_eig(problem, P[:, :d] * Q[:, :d] + P[:, d:] * Q[:, d:], gamma), P=P, Q=Q)
+
+
+def _low_rank_solver(problem, jac, c):
+    """`r -> (I - c J)^{-1} r` for `J` of `_low_rank`, by Woodbury: `r - c P X^T N^{-1} (I + gamma K)
+    X (Q r) / n`, `N = I + c (K + gamma K^2)`, `N^{-1} (I + gamma K) = V diag((1 + gamma lam) /
+    (1 + c (lam + gamma lam^2))) V^T`: no factorization when `c` changes."""
+    d, lam, V, P, Q = problem.d, jac["lam"], jac["V"], jac["P"], jac["Q"]
+    g = jac["gamma"][:, None]
+    mult = (1 + g * lam) / (1 + c[:, None] * lam * (1 + g * lam))
     cc = c[:, None]
 
     def solve(r):
         q = Q * r
-        y = np.einsum("bij,bj->bi", NinvG, problem.apply(q[:, :d] + q[:, d:]))
-        return cc * (r - cc * P * np.tile(problem.XT(y), 2))
+        x = problem.apply(q[:, :d] + q[:, d:])
+        y = np.matmul(V, (np.matmul(x[:, None, :], V)[:, 0] * mult)[..., None])[..., 0]
+        return r - cc * P * np.tile(problem.XT(y), 2)
     return solve

@@ -68,7 +68,8 @@ def test_flow_step_counts_show_a_high_order(sweeps, gamma):
     """The variable-order NDF raises its order to 5 where the solution is smooth: a method of fixed order
     q + 1 with an order-q error estimate needs steps growing like rtol^(-1/(q+1)); the regression slope of
     log steps on log rtol must be flatter than that of an order-3 method (-1/4 with its order-3 error
-    estimate: the Rosenbrock method this replaced for gradient flow; -1/3 for the W-method used for GR).
+    estimate: the Rosenbrock method the NDF replaced for gradient flow; -1/3 for the W-method it replaced
+    for GR).
     Order 5 gives -1/6 asymptotically; the start-up steps at low order, whose number does not depend
     on rtol, flatten it further (measured about -0.13). A method stuck at order 1 or 2 gives -1/2 or -1/3."""
     _, steps, _ = sweeps[gamma]
