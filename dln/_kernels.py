@@ -10,6 +10,7 @@ one temporary per operation; these kernels read `theta` once per quantity:
 - `depth_descend`: `theta - eta D` and its `beta` in the same pass, so the
   next step's `beta` costs no pass of its own;
 - `residual_loss`: `r = X beta - y` in place and `L = ||r||^2 / (2n)`;
+- `alpha_eff2`: the squares model's `sqrt(u v)` (the driver's collapse test reads it every 32 steps);
 - `mix`: F-GR's `G + c (D - G)` in place over `D`, where NumPy makes three passes.
 - `quadratic_moments`, `ascent_residuals`, `combine`: the elementwise passes of per-example
   sharpness (`MSharpness(base, 1)` on a quadratic model) around its matrix products.
@@ -120,6 +121,15 @@ def _residual_loss_into(r, y, loss):
         loss[b] = 0.5 * s / n
 
 
+@_jit
+def _alpha_eff2_into(theta, out):
+    for b in range(theta.shape[0]):
+        u, v, ob = theta[b, 0], theta[b, 1], out[b]
+        for i in range(ob.size):
+            uv = u[i] * v[i]
+            ob[i] = np.sqrt(uv) if uv >= 0 else np.nan
+
+
 def _c(a):
     return np.ascontiguousarray(a, dtype=float)
 
@@ -172,6 +182,13 @@ def mix(D, G, c):
         D = D.copy()
     _mix_over(D, _c(G), _c(c))
     return D
+
+
+def alpha_eff2(theta):
+    """`sqrt(u v)`, NaN where `u v < 0`, shape (B, d), for `theta` of shape (B, 2, d), in one pass."""
+    out = np.empty((theta.shape[0], theta.shape[2]))
+    _alpha_eff2_into(_c(theta), out)
+    return out
 
 
 def residual_loss(r, y):

@@ -52,9 +52,10 @@ class Move(NamedTuple):
     dense : callable
         `dense(rows, t) -> theta` of shape (len(rows), 2, d): the state at times `t` within the
         last accepted step of runs `rows`.
-    failed : ndarray of str, (B,)
-        A status for runs the stepper cannot continue (`""` for none), with `why`, their messages.
-    why : ndarray of str, (B,)
+    failed : ndarray of str, (B,), or None
+        A status for runs the stepper cannot continue (`""` for none), with `why`, their messages; None
+        from a stepper that cannot fail a run (discrete steps).
+    why : ndarray of str, (B,), or None
     """
 
     evals: np.ndarray
@@ -100,7 +101,7 @@ class Steps(Declared):
         # the per-run parts of every `Move` are the same each step: made once, sliced with the carry
         return {"at": at, "state": state, "t": np.zeros(B), "steps": np.zeros(B, np.int64),
                 "eta": self.per_run("eta", B).astype(float), "evals": _alg.evals_per_run(algorithm, B).copy(),
-                "accepted": np.ones(B, bool), "failed": np.full(B, "", dtype="U1")}
+                "accepted": np.ones(B, bool)}
 
     def start_evals(self, algorithm, B):
         """Gradient evaluations counted before the first step: the loss of the state the run ends in."""
@@ -124,8 +125,7 @@ class Steps(Declared):
         at = objective.descend(carry["at"].theta, D, carry["eta"])  # theta - eta D and its beta: one pass
         steps = carry["steps"] + 1
         new = dict(carry, at=at, state=state, t=carry["eta"] * steps, steps=steps)
-        return new, Move(carry["evals"], carry["accepted"], lambda rows, t: at.theta[rows], carry["failed"],
-                         carry["failed"])
+        return new, Move(carry["evals"], carry["accepted"], lambda rows, t: at.theta[rows], None, None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -413,8 +413,13 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
             L = at.loss
             # accepted steps grow by at most one per attempt, so `steps <= k` and no run is at
             # `max_steps` before attempt `k = max_steps`
-            quiet = (k % stepper.check_every and k < max_steps and not timed and time.monotonic() <= deadline
+            # (a flow tests for collapse every step: it takes the full rules each step)
+            quiet = (stepper.check_every > 1 and k < max_steps and not timed and time.monotonic() <= deadline
                      and ((L > live_band[0]) & (L <= live_band[1])).all())
+            if quiet and not k % stepper.check_every:
+                # a collapse test is due (discrete steps: every 32nd step), and it is the only rule that can
+                # stop a run: where it stops none, the stop rules below are skipped too
+                quiet = not _collapsed(model, at.theta, scale0[idx], L, L0[idx]).any()
             if not quiet:
                 blow = ~np.isfinite(L) | (L > BLOWUP * L0[idx])
                 conv = ~blow & (L <= tol[idx])
@@ -463,7 +468,10 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
                     live_band = band[:, idx]
             carry, move = stepper.advance(obj, alg, carry, k)
             k += 1
-            rec.grad_evals[idx] += move.evals
+            if idx.size == B:
+                rec.grad_evals += move.evals  # every run live: no gather and scatter
+            else:
+                rec.grad_evals[idx] += move.evals
             if rec.S:
                 while True:
                     due = move.accepted & rec.due(idx, carry["t"])
@@ -471,8 +479,8 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
                         break
                     sel = due.nonzero()[0]
                     rec.save(obj.take(sel), idx[sel], move.dense(sel, rec.t[idx[sel], rec.ptr[idx[sel]]]))
-            failed = move.failed != ""
-            if failed.any():
+            failed = None if move.failed is None else move.failed != ""  # None: a stepper that never fails
+            if failed is not None and failed.any():
                 sel = failed.nonzero()[0]
                 rec.steps[idx[sel]] = carry["steps"][sel]
                 rec.finish(obj.take(sel), idx[sel], carry["at"].theta[sel], carry["t"][sel],

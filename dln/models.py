@@ -79,10 +79,9 @@ class Depth:
         `alpha` that the gradient-flow invariant `u**(2-D) + v**(2-D) = 2 alpha**(2-D)`
         assigns to the current state; it tends to `sqrt(u v)` as `D -> 2`.
         """
-        u, v = theta[:, 0], theta[:, 1]
         if self.depth == 2:
-            uv = u * v
-            return np.sqrt(np.where(uv >= 0, uv, np.nan))
+            return _kernels.alpha_eff2(theta)
+        u, v = theta[:, 0], theta[:, 1]
         k = 2 - self.depth
         return ((u**k + v**k) / 2) ** (1 / k)
 
