@@ -72,6 +72,53 @@ def _vjp_into(theta, g, depth, out, n):
 
 
 @_jit
+def _vjp_step_into(theta, g, depth, n, eta, out, step, beta):
+    # J^T g into `out`, `theta - eta J^T g` into `step` and its beta, one pass (per row: g, then u, v)
+    B, _, d = theta.shape
+    for b in range(B):
+        gb, e = g[b], eta[b]
+        if n != 1.0:
+            for i in range(d):
+                gb[i] = gb[i] / n
+        for k in range(2):
+            s = 2.0 if k == 0 else -2.0
+            t, o, st = theta[b, k], out[b, k], step[b, k]
+            if depth == 2:
+                for i in range(d):
+                    x = s * gb[i] * t[i]
+                    o[i] = x
+                    st[i] = t[i] - e * x
+            else:
+                sd = depth if k == 0 else -depth
+                for i in range(d):
+                    x = sd * gb[i] * _pow(t[i], depth - 1)
+                    o[i] = x
+                    st[i] = t[i] - e * x
+        _beta_row(step[b, 0], step[b, 1], depth, beta[b])
+
+
+@_jit
+def _vjp_mix_into(theta, g, depth, n, G, c, out):
+    # (J^T g - G) c + G into `out`, one pass; J^T g as `_vjp_into` forms it
+    B, _, d = theta.shape
+    for b in range(B):
+        gb, cb = g[b], c[b]
+        if n != 1.0:
+            for i in range(d):
+                gb[i] = gb[i] / n
+        for k in range(2):
+            s = 2.0 if k == 0 else -2.0
+            t, o, Gk = theta[b, k], out[b, k], G[b, k]
+            if depth == 2:
+                for i in range(d):
+                    o[i] = (s * gb[i] * t[i] - Gk[i]) * cb + Gk[i]
+            else:
+                sd = depth if k == 0 else -depth
+                for i in range(d):
+                    o[i] = (sd * gb[i] * _pow(t[i], depth - 1) - Gk[i]) * cb + Gk[i]
+
+
+@_jit
 def _descend_over(theta, D, eta, depth, beta):
     # `D` is written over: one array argument for both, so LLVM needs no aliasing check between an
     # input and an output of the same pass (with `out is D` passed twice the loop ran 1.7x slower)
@@ -149,6 +196,25 @@ def depth_vjp(theta, g, depth, divide=None):
         _vjp_into(_c(theta), _c(g), depth, out, 1.0)
     else:
         _vjp_into(_c(theta), g, depth, out, float(divide))
+    return out
+
+
+def depth_vjp_step(theta, g, eta, depth, divide=None):
+    """`J^T g` (as `depth_vjp`), `theta' = theta - eta J^T g` (`eta` of shape (B,)) and `beta(theta')`,
+    in one pass (`theta'` as `depth_descend` forms it). Returns shapes (B, 2, d), (B, 2, d), (B, d)."""
+    B, _, d = theta.shape
+    out, step, beta = np.empty(theta.shape), np.empty(theta.shape), np.empty((B, d))
+    _vjp_step_into(_c(theta), g if divide is not None else _c(g), depth, 1.0 if divide is None else float(divide),
+                   _c(eta), out, step, beta)
+    return out, step, beta
+
+
+def depth_vjp_mix(theta, g, G, c, depth, divide=None):
+    """`(J^T g - G) c + G`, shape (B, 2, d) (`c` of shape (B,)), with `J^T g` not stored: the rounding of
+    `depth_vjp` followed by `mix`, in one pass."""
+    out = np.empty(theta.shape)
+    _vjp_mix_into(_c(theta), g if divide is not None else _c(g), depth, 1.0 if divide is None else float(divide),
+                  _c(G), _c(c), out)
     return out
 
 

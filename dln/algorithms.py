@@ -41,6 +41,12 @@ EPS_POS = Hyper("eps", "finite-difference ascent step", lo=0, lo_open=True, exam
 RHO = Hyper("rho", "SAM radius", lo=0, lo_open=True, example=0.05)
 
 
+def _per_run_vector(x, B):
+    """A per-run hyperparameter of shape () or (B,) as a float array of shape (B,)."""
+    x = np.asarray(x, dtype=float)
+    return np.full(B, x) if x.ndim == 0 else x
+
+
 def per_run(x, like):
     """Reshape a per-run hyperparameter of shape () or (B,) to broadcast against `like` (B, ...)."""
     x = np.asarray(x)
@@ -171,17 +177,19 @@ class FGR(Algorithm):
         return np.where(norm > 0, self.gamma / np.where(norm > 0, norm, 1.0), 0.0)
 
     def update(self, at, state, step):
-        G = at.grad
-        p = G
-        if self.normalized:
-            norm = np.sqrt(np.einsum("bkd,bkd->b", p, p))
-            p = p / per_run(np.where(norm > 0, norm, 1.0), p)
-        eps = per_run(self.ascent(), at.theta)
         B = at.theta.shape[0]
-        # theta + eps p as `theta - (-eps) p` (the same rounding), its beta in the same pass; p is kept
-        shifted = at.objective.descend(at.theta, p, np.broadcast_to(-eps, (B, 1, 1))[:, 0, 0], overwrite=False)
-        D = shifted.grad  # a new array: form the direction in it, in one pass
-        return _kernels.mix(D, G, np.broadcast_to(per_run(self.gamma, at.theta) / eps, (B, 1, 1))[:, 0, 0]), state
+        eps = _per_run_vector(self.ascent(), B)
+        # theta + eps p as `theta - (-eps) p` (the same rounding), with its beta in one pass
+        if self.normalized:
+            G = at.grad
+            norm = np.sqrt(np.einsum("bkd,bkd->b", G, G))
+            p = G / per_run(np.where(norm > 0, norm, 1.0), G)
+            shifted = at.objective.descend(at.theta, p, -eps, overwrite=False)
+        else:
+            shifted = at.step(-eps)  # forms and caches G = grad L in the same pass
+            G = at.grad
+        # G + (gamma/eps) (grad L(shifted) - G), in the pass that forms grad L(shifted)
+        return shifted.grad_mix(G, _per_run_vector(self.gamma, B) / eps), state
 
 
 class BGR(FGR):

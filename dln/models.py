@@ -46,6 +46,14 @@ class Depth:
         `divide`, `g` (the caller's own array) is first divided by it in place, in the same pass."""
         return _kernels.depth_vjp(theta, g, self.depth, divide)
 
+    def vjp_step(self, theta, g, eta, divide=None):
+        """`(J^T g, theta - eta J^T g, beta(theta - eta J^T g))` in one pass (`vjp`, then `descend`)."""
+        return _kernels.depth_vjp_step(theta, g, eta, self.depth, divide)
+
+    def vjp_mix(self, theta, g, G, c, divide=None):
+        """`(J^T g - G) c + G` for `c` of shape (B,), in one pass, `J^T g` not stored (`vjp`, then `mix`)."""
+        return _kernels.depth_vjp_mix(theta, g, G, c, self.depth, divide)
+
     def descend(self, theta, D, eta, overwrite=True):
         """`theta' = theta - eta D` for `eta` of shape (B,), and `beta(theta')`, in one pass, `theta'`
         written over `D` (the caller's own array) unless not `overwrite`. Returns shapes (B, 2, d) and (B, d)."""
@@ -118,6 +126,15 @@ class Product:
         if divide is not None:
             g /= divide
         return theta[:, ::-1] * g[:, None, :]
+
+    def vjp_step(self, theta, g, eta, divide=None):
+        """`(J^T g, theta - eta J^T g, beta(theta - eta J^T g))`."""
+        G = self.vjp(theta, g, divide)
+        return (G, *self.descend(theta, G, eta, overwrite=False))
+
+    def vjp_mix(self, theta, g, G, c, divide=None):
+        """`(J^T g - G) c + G` for `c` of shape (B,)."""
+        return _kernels.mix(self.vjp(theta, g, divide), G, c)
 
     def descend(self, theta, D, eta, overwrite=True):
         """`theta' = theta - eta D` for `eta` of shape (B,), and `beta(theta')`; `D` is the caller's own

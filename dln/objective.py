@@ -80,15 +80,39 @@ class Point:
     def g(self):
         return self.objective.problem.XT(self.residual)
 
-    @_cached
-    def grad(self):
+    def _g(self):
+        """`(g, n)`: `g` cached, or `X^T r` cached as `g` and `n` to divide it by in the pass that uses it."""
         d = self.__dict__
         if "g" in d:
-            return self.objective.vjp(self.theta, d["g"])
-        # `g = X^T r / n`: the division by n in the pass of `J^T g` (one pass over g fewer)
+            return d["g"], None
         p = self.objective.problem
-        g = d["g"] = p.XT(self.residual, divide=False)
-        return self.objective.model.vjp(self.theta, g, divide=p.n)
+        d["g"] = p.XT(self.residual, divide=False)
+        return d["g"], p.n
+
+    @_cached
+    def grad(self):
+        # `g = X^T r / n`: the division by n in the pass of `J^T g` (one pass over g fewer)
+        return self.objective.model.vjp(self.theta, *self._g())
+
+    def step(self, eta):
+        """The `Point` at `theta - eta grad L` (`eta` of shape (B,)); `grad L` (cached here), the new
+        state and its `beta` in one pass where `grad L` is not yet formed."""
+        if "grad" in self.__dict__:
+            return self.objective.descend(self.theta, self.grad, eta, overwrite=False)
+        g, n = self._g()
+        G, theta, beta = self.objective.model.vjp_step(self.theta, g, eta, divide=n)
+        self.__dict__["grad"] = G
+        p = Point(self.objective, theta)
+        p.__dict__["beta"] = beta
+        return p
+
+    def grad_mix(self, G, c):
+        """`G + c (grad L - G)`, shape (B, 2, d) (`c` of shape (B,)): F-GR's combination, in the pass that
+        forms `grad L`, which is not stored (unless already cached)."""
+        if "grad" in self.__dict__:
+            return _kernels.mix(self.grad.copy(), G, c)
+        g, n = self._g()
+        return self.objective.model.vjp_mix(self.theta, g, G, c, divide=n)
 
     def where(self, mask, other):
         """Row by row, this point where `mask` (B,) holds, else `other` (same objective); parts cached
