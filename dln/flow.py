@@ -351,7 +351,8 @@ class _BDF:
         stiff = _stiffness(algorithm, at)
         if sel.size == rows.size:
             return cs.jacobian(at.theta, stiff)
-        new = cs.take(sel).jacobian(at.theta[sel], stiff[sel])
+        sub = cs if cs.problem.P == 1 else cs.take(sel)  # (a Jacobian reads only X of the runs' problem)
+        new = sub.jacobian(at.theta[sel], stiff[sel])
         out = {k: v.copy() for k, v in jac.items()}
         for k, v in out.items():
             v[sel] = new[k]
