@@ -177,6 +177,20 @@ def _alpha_eff2_into(theta, out):
             ob[i] = np.sqrt(uv) if uv >= 0 else np.nan
 
 
+@_jit
+def _within(L, lo, hi):
+    for b in range(L.size):
+        if not (L[b] > lo[b] and L[b] <= hi[b]):
+            return False
+    return True
+
+
+def within(L, lo, hi):
+    """Whether `lo < L <= hi` holds for every entry (all of shape (B,)): `((L > lo) & (L <= hi)).all()`
+    without its three temporaries and reduction (the driver asks it every step)."""
+    return _within(L, lo, hi)
+
+
 def _c(a):
     return np.ascontiguousarray(a, dtype=float)
 

@@ -24,6 +24,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from . import _kernels
 from . import algorithms as _alg
 from ._checks import InputError, alpha_batch, batch_size, finite_array, positive
 from ._hyper import Declared, Hyper
@@ -415,7 +416,7 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
             # `max_steps` before attempt `k = max_steps`
             # (a flow tests for collapse every step: it takes the full rules each step)
             quiet = (stepper.check_every > 1 and k < max_steps and not timed and time.monotonic() <= deadline
-                     and ((L > live_band[0]) & (L <= live_band[1])).all())
+                     and _kernels.within(L, live_band[0], live_band[1]))
             if quiet and not k % stepper.check_every:
                 # a collapse test is due (discrete steps: every 32nd step), and it is the only rule that can
                 # stop a run: where it stops none, the stop rules below are skipped too
