@@ -94,7 +94,9 @@ def _main(argv):
         top.print_help()
         return 0
     cmd = top.parse_args(argv[:1]).command
-    module = importlib.import_module(COMMANDS[cmd][0])
+    from . import _interrupts_deferred
+    with _interrupts_deferred():  # the command's modules (sympy, matplotlib) load for a while
+        module = importlib.import_module(COMMANDS[cmd][0])
     parser = _Parser(prog=f"dln {cmd}", description=COMMANDS[cmd][1])
     module.add_arguments(parser, cmd)
     args = parser.parse_args(argv[1:])
