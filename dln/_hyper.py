@@ -155,6 +155,15 @@ class Hyper:
         return a
 
 
+def _store(obj, values):
+    """Keep `values` as `obj._values`, and each also as an instance attribute where the class defines no
+    attribute of that name (so reading it is a plain attribute lookup, not `__getattr__`: hyperparameters
+    are read several times per step)."""
+    object.__setattr__(obj, "_values", values)
+    cls = type(obj)
+    obj.__dict__.update({k: v for k, v in values.items() if not hasattr(cls, k)})
+
+
 class Declared:
     """Base of objects whose constructor arguments are the `Hyper`s of `hyper`.
 
@@ -190,7 +199,7 @@ class Declared:
                 checked[h.name] = h.default
             else:
                 checked[h.name] = h.check(values[h.name])
-        object.__setattr__(self, "_values", checked)
+        _store(self, checked)
         self.__post_init__()
 
     def __post_init__(self):
@@ -249,7 +258,7 @@ class Declared:
         if not changes:
             return self
         new = object.__new__(type(self))
-        object.__setattr__(new, "_values", {**self._values, **changes})
+        _store(new, {**self._values, **changes})
         return new
 
     def per_run(self, name, B):
