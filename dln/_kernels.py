@@ -47,6 +47,14 @@ def _beta_row(u, v, depth, beta):
 
 
 @_jit
+def _divide(g, n):
+    """`g <- g / n` in place (NumPy's `g /= n`, the same rounding), in the pass that uses `g`; 1: none."""
+    if n != 1.0:
+        for i in range(g.size):
+            g[i] = g[i] / n
+
+
+@_jit
 def _beta_into(theta, depth, beta):
     for b in range(theta.shape[0]):
         _beta_row(theta[b, 0], theta[b, 1], depth, beta[b])
@@ -56,9 +64,7 @@ def _beta_into(theta, depth, beta):
 def _vjp_into(theta, g, depth, out, n):
     for b in range(theta.shape[0]):
         gb, ou, ov, u, v = g[b], out[b, 0], out[b, 1], theta[b, 0], theta[b, 1]
-        if n != 1.0:  # `g <- g / n` in the same pass (NumPy's `g /= n`, the same rounding)
-            for i in range(gb.size):
-                gb[i] = gb[i] / n
+        _divide(gb, n)
         if depth == 2:
             for i in range(gb.size):
                 ou[i] = 2.0 * gb[i] * u[i]
@@ -77,9 +83,7 @@ def _vjp_step_into(theta, g, depth, n, eta, out, step, beta):
     B, _, d = theta.shape
     for b in range(B):
         gb, e = g[b], eta[b]
-        if n != 1.0:
-            for i in range(d):
-                gb[i] = gb[i] / n
+        _divide(gb, n)
         for k in range(2):
             s = 2.0 if k == 0 else -2.0
             t, o, st = theta[b, k], out[b, k], step[b, k]
@@ -103,9 +107,7 @@ def _vjp_mix_into(theta, g, depth, n, G, c, out):
     B, _, d = theta.shape
     for b in range(B):
         gb, cb = g[b], c[b]
-        if n != 1.0:
-            for i in range(d):
-                gb[i] = gb[i] / n
+        _divide(gb, n)
         for k in range(2):
             s = 2.0 if k == 0 else -2.0
             t, o, Gk = theta[b, k], out[b, k], G[b, k]

@@ -41,7 +41,7 @@ EPS_POS = Hyper("eps", "finite-difference ascent step", lo=0, lo_open=True, exam
 RHO = Hyper("rho", "SAM radius", lo=0, lo_open=True, example=0.05)
 
 
-def _per_run_vector(x, B):
+def per_run_vector(x, B):
     """A per-run hyperparameter of shape () or (B,) as a float array of shape (B,)."""
     x = np.asarray(x, dtype=float)
     return np.full(B, x) if x.ndim == 0 else x
@@ -179,7 +179,7 @@ class FGR(Algorithm):
 
     def update(self, at, state, step):
         B = at.theta.shape[0]
-        eps = _per_run_vector(self.ascent(), B)
+        eps = per_run_vector(self.ascent(), B)
         # theta + eps p as `theta - (-eps) p` (the same rounding), with its beta in one pass
         if self.normalized:
             G = at.grad
@@ -190,7 +190,7 @@ class FGR(Algorithm):
             shifted = at.step(-eps)  # forms and caches G = grad L in the same pass
             G = at.grad
         # G + (gamma/eps) (grad L(shifted) - G), in the pass that forms grad L(shifted)
-        return shifted.grad_mix(G, _per_run_vector(self.gamma, B) / eps), state
+        return shifted.grad_mix(G, per_run_vector(self.gamma, B) / eps), state
 
 
 class BGR(FGR):

@@ -35,6 +35,7 @@ import numba
 import numpy as np
 
 from ._hyper import Declared, Hyper
+from .algorithms import evals_per_run, per_run_vector
 from .integrate import MAX_STEPS, MAX_TIME, Move
 from .models import Depth
 
@@ -79,7 +80,7 @@ class Flow(Declared):
         return np.broadcast_to(save_at, (B, save_at.size)).copy()
 
     def start_evals(self, algorithm, B):
-        return np.broadcast_to(np.asarray(algorithm.grad_evals(), np.int64), (B,)).copy()
+        return evals_per_run(algorithm, B).copy()
 
     def hint(self, objective, algorithm, theta0, rows, B):
         return [""] * len(rows)
@@ -110,7 +111,7 @@ class Flow(Declared):
 
 def _stiffness(algorithm, at):
     """`algorithm.stiffness(at)` per run, (B,)."""
-    return np.broadcast_to(np.asarray(algorithm.stiffness(at), float), (at.theta.shape[0],))
+    return per_run_vector(algorithm.stiffness(at), at.theta.shape[0])
 
 
 #: `""` for every run of a batch of size B, a read-only (B,) array made once per size
@@ -171,7 +172,7 @@ def _failures(name, cs, carry, ok, speed):
     return failed, why
 
 
-# ---- the NDF's per-run bookkeeping, fused (numba): a few small loops instead of some thirty NumPy
+# ---- the NDF's per-run bookkeeping, fused (numba): a few small loops instead of some forty NumPy
 # calls per step, which at B = 1 cost more than the step's arithmetic
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
@@ -230,7 +231,6 @@ def _ndf_R(k, f):
     `M_0j = 1`, `M_ij = (i - 1 - f j) / i` (i >= 1), (k+1, k+1)."""
     R = np.ones((k + 1, k + 1))
     for j in range(k + 1):
-        R[0, j] = 1.0
         for i in range(1, k + 1):
             R[i, j] = R[i - 1, j] * (i - 1 - f * j) / i
     return R
@@ -449,8 +449,7 @@ class _BDF:
                    failed=failed_newton, rejects=rejects, frozen=frozen,
                    rate=np.where(conv & (iters > 1), np.maximum(0.2 * carry["rate"], rate), carry["rate"]))
         failed, why = _failures(type(algorithm).__name__, cs, new, ok, speed)
-        per = np.broadcast_to(np.asarray(algorithm.grad_evals(), np.int64), (B,))
-        return new, Move(iters * per, ok, dense, failed, why)
+        return new, Move(iters * evals_per_run(algorithm, B), ok, dense, failed, why)
 
 
 #: the method of every flow
@@ -458,7 +457,7 @@ _NDF = _BDF()
 
 
 def _coordinates(objective, algorithm, theta):
-    """The integration coordinates of this batch (see the module doc); each knows its method."""
+    """The integration coordinates of this batch (see the module doc)."""
     model, problem = objective.model, objective.problem
     B = theta.shape[0]
     if not model.positive:
