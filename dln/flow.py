@@ -98,10 +98,9 @@ class Flow(Declared):
         speed = np.maximum(cs.speed(F, y), np.abs(cs.dbeta(at.theta, F)).max(axis=1) * self.rtol / bscale)
         h = 1e-3 / np.maximum(speed, 1e-300)
         h = np.where(np.isfinite(h), np.minimum(h, self.max_time), self.max_time)
-        B = y.shape[0]
-        carry = {"at": at, "state": state, "t": np.zeros(B), "steps": np.zeros(B, np.int64), "y": y, "h": h,
-                 "cs": cs, "rejects": np.zeros(B, np.int64), "frozen": np.zeros(B, np.int64)}
+        carry = {"at": at, "state": state, "cs": cs}
         carry.update(_NDF.start(cs, algorithm, at, y, F, h))
+        carry["t"], carry["steps"] = carry["F"][:, T], carry["I"][:, STEPS]
         return carry
 
     def advance(self, objective, algorithm, carry, k):
@@ -125,17 +124,18 @@ def _no_failure(B):
     return _NONE[B]
 
 
-def _failures(name, cs, carry, ok, speed):
+def _failures(name, cs, carry, ok, speed, attention):
     """Statuses and messages of runs the stepper cannot continue: a direction that is not finite
     (`speed = max|y'|` at the step's start is NaN or inf) or zero (a stationary point above the loss
     tolerance: the flow stays there), a state frozen in floating point for `MAX_FROZEN` accepted
     steps, collapse of `alpha_eff`, a step fallen to round-off or NaN, or `MAX_REJECTS` rejections
-    in a row (an overflowing state)."""
-    t, h, L = carry["t"], carry["h"], carry["at"].loss
+    in a row (an overflowing state). `attention`: some run was rejected, has a direction that is zero
+    or not finite, or left theta unchanged (else only collapse is tested)."""
+    F, I, L = carry["F"], carry["I"], carry["at"].loss
+    t, h, frozen, rejects = F[:, T], F[:, H], I[:, FROZEN], I[:, REJECTS]
     B = t.shape[0]
-    m = cs.log_alpha(carry["y"]) if cs.drift else None
-    if (ok.all() and np.all(speed > 0) and np.all(carry["frozen"] < MAX_FROZEN)
-            and (m is None or m.min() >= -345)):  # the common case, in a few reductions
+    m = cs.log_alpha(carry["D"][:, 0]) if cs.drift else None
+    if not attention and (m is None or m.min() >= -345):  # the common case
         return _no_failure(B), _no_failure(B)
     failed = np.full(B, "", dtype=object)
     why = np.full(B, "", dtype=object)
@@ -147,12 +147,12 @@ def _failures(name, cs, carry, ok, speed):
         failed[i] = "stalled"
         why[i] = (f"{name}: the flow is at rest at t = {t[i]:.6g} (the direction is 0, loss {L[i]:.3g}): a "
                   "stationary point that does not fit the data, e.g. u = v = 0; change the initialization")
-    for i in np.flatnonzero(carry["frozen"] >= MAX_FROZEN):
+    for i in np.flatnonzero(frozen >= MAX_FROZEN):
         failed[i] = "stalled"
         why[i] = (f"{name}: the state stopped changing in floating point at t = {t[i]:.6g} (loss {L[i]:.3g}; "
                   f"{MAX_FROZEN} accepted steps left theta unchanged): its changes are below the round-off of "
                   "u and v, as for alpha far above 1e3 in the lazy regime; use a smaller alpha")
-    stuck = ~ok & ((t + h == t) | ~np.isfinite(h) | (carry["rejects"] >= MAX_REJECTS)) & (failed == "")
+    stuck = ~ok & ((t + h == t) | ~np.isfinite(h) | (rejects >= MAX_REJECTS)) & (failed == "")
     if m is not None:
         drop = np.min(m - cs.m0, axis=1)
         collapsed = (drop < -np.log(1e6)) & stuck | (np.min(m, axis=1) < -345)
@@ -166,36 +166,46 @@ def _failures(name, cs, carry, ok, speed):
     for i in np.flatnonzero(stuck & ~collapsed):
         failed[i] = "stalled"
         why[i] = (f"{name}: the flow cannot advance at t = {t[i]:.6g} (loss {L[i]:.3g}, step size {h[i]:.3g}, "
-                  f"{carry['rejects'][i]} rejected steps in a row): the field is discontinuous there (normalized "
+                  f"{rejects[i]} rejected steps in a row): the field is discontinuous there (normalized "
                   "SAM once the loss reaches 0) or overflows; raise `loss_tol`, change alpha or the "
                   "hyperparameters, or use `Steps`")
     return failed, why
 
 
-# ---- the NDF's per-run bookkeeping, fused (numba): a few small loops instead of some forty NumPy
-# calls per step, which at B = 1 cost more than the step's arithmetic
+# ---- the NDF's per-run bookkeeping, fused (numba): a few loops in three kernels instead of some
+# seventy NumPy calls per step, which at B = 1 cost more than the step's arithmetic. Per-run
+# integers and floats are packed in two arrays (columns below), so a kernel takes few arguments.
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+#: columns of the per-run integers `I`: order k, steps taken at the current h, accepted steps, age of
+#: the Jacobian (accepted steps), rejections in a row, accepted steps in a row that left theta
+#: unchanged, Jacobian fresh (1) since the last accepted step, last Newton iteration failed (1)
+ORDER, EQUAL, STEPS, AGE, REJECTS, FROZEN, FRESH, FAILED = range(8)
+#: columns of the per-run floats `F`: time, step size, Newton's carried contraction rate
+T, H, RATE = range(3)
 
 
 @_jit
-def _ndf_accept(D, d, order, ok, out):
-    """`out` = the differences after an accepted step of the runs `ok` (`D` for the others):
-    `D_{k+2} = d - D_{k+1}`, `D_{k+1} = d`, `D_i = d + sum_{i<=j<=k} D_j` for `i <= k`."""
-    B, R, N = D.shape
+def _ndf_predict(D, I, F, alpha, psi_of, max_age):
+    """The start of a step: the predictor `y_p = sum_{j<=k} D_j`, `psi = sum_{1<=j<=k} (g_j/alpha_k) D_j`,
+    `c = h / alpha_k`, Newton's starting contraction rate (0.7 with a Jacobian new since the last
+    step, so that its first step measures the rate; else the carried one) and the runs whose
+    Jacobian is `max_age` accepted steps old (refreshed before the step)."""
+    B, _, N = D.shape
+    y, psi = np.empty((B, N)), np.empty((B, N))
+    c, rate, aged = np.empty(B), np.empty(B), np.empty(B, np.bool_)
     for b in range(B):
-        k = order[b]
-        if not ok[b]:
-            out[b] = D[b]
-            continue
+        k = I[b, ORDER]
+        c[b] = F[b, H] / alpha[k]
+        aged[b] = I[b, AGE] >= max_age
+        rate[b] = 0.7 if aged[b] or (I[b, FRESH] and I[b, AGE] == 0) else F[b, RATE]
         for n in range(N):
-            out[b, k + 2, n] = d[b, n] - D[b, k + 1, n]
-            out[b, k + 1, n] = d[b, n]
-            acc = d[b, n]
-            for i in range(k, -1, -1):
-                acc += D[b, i, n]
-                out[b, i, n] = acc
-            for i in range(k + 3, R):
-                out[b, i, n] = D[b, i, n]
+            acc, p = D[b, 0, n], 0.0
+            for j in range(1, k + 1):
+                acc += D[b, j, n]
+                p += psi_of[k, j - 1] * D[b, j, n]
+            y[b, n], psi[b, n] = acc, p
+    return y, psi, c, rate, aged
 
 
 @_jit
@@ -226,6 +236,58 @@ def _newton_update(it, maxiter, tol, norm, old, rate, done, conv, iters, y, d, d
 
 
 @_jit
+def _ndf_test(D, d, I, F, conv, norm_d, loss, error_const, max_order):
+    """The error test: `err = C_k |d|` (`d = y - y_p`, `norm_d = |d|` in the coordinates' norm; inf
+    where Newton failed or the new loss is not finite), accepted where `err <= 1` and the step's
+    direction is finite and not zero (`speed = max|D_1| / h > 0`); and, for runs whose order is due
+    for a change (`k + 1` steps at one h), the differences whose norms estimate the errors of orders
+    `k - 1` and `k + 1`, `C_{k-1} (d + D_k)` and `C_{k+1} (d - D_{k+1})` (zero for the others)."""
+    B, _, N = D.shape
+    err, speed, ok, due = np.empty(B), np.empty(B), np.empty(B, np.bool_), np.zeros(B, np.bool_)
+    em, ep = np.zeros((B, N)), np.zeros((B, N))
+    any_due = False
+    for b in range(B):
+        k = I[b, ORDER]
+        err[b] = error_const[k] * norm_d[b]
+        if not (conv[b] and np.isfinite(err[b]) and np.isfinite(loss[b])):
+            err[b] = np.inf
+        speed[b] = _absmax(D[b, 1]) / F[b, H]
+        ok[b] = err[b] <= 1 and speed[b] > 0
+        if ok[b] and I[b, EQUAL] + 1 >= k + 1:
+            due[b] = any_due = True
+            cm, cp = error_const[max(k - 1, 0)], error_const[min(k + 1, max_order)]
+            for n in range(N):
+                em[b, n] = cm * (d[b, n] + D[b, k, n])
+                ep[b, n] = cp * (d[b, n] - D[b, k + 1, n])
+    return err, speed, ok, any_due, em, ep
+
+
+@_jit
+def _ndf_accept_one(D, d, k, out):
+    """`out` = the differences after an accepted step of order `k`: `D_{k+2} = d - D_{k+1}`,
+    `D_{k+1} = d`, `D_i = d + sum_{i<=j<=k} D_j` for `i <= k`, the rows above kept."""
+    R, N = D.shape
+    for n in range(N):
+        out[k + 2, n] = d[n] - D[k + 1, n]
+        out[k + 1, n] = d[n]
+        acc = d[n]
+        for i in range(k, -1, -1):
+            acc += D[i, n]
+            out[i, n] = acc
+        for i in range(k + 3, R):
+            out[i, n] = D[i, n]
+
+
+@_jit
+def _ndf_accept(D, d, order):
+    """`_ndf_accept_one` of every run: the differences after accepted steps (for dense output)."""
+    out = np.empty_like(D)
+    for b in range(D.shape[0]):
+        _ndf_accept_one(D[b], d[b], order[b], out[b])
+    return out
+
+
+@_jit
 def _ndf_R(k, f):
     """Shampine & Reichelt's `R` of order `k` for the step ratio `f`: `cumprod` over rows of
     `M_0j = 1`, `M_ij = (i - 1 - f j) / i` (i >= 1), (k+1, k+1)."""
@@ -237,38 +299,34 @@ def _ndf_R(k, f):
 
 
 @_jit
-def _ndf_change(D, order, factor, out):
-    """`out` = `D` re-expressed on the grid of step `factor h` (rows `0..order`: `(R(factor) R(1))^T D`),
-    for the runs with `factor != 1`; `D` for the others."""
-    B, Rw, N = D.shape
-    for b in range(B):
-        out[b] = D[b]
-        if factor[b] == 1.0:
-            continue
-        k = order[b]
-        RU = _ndf_R(k, factor[b]) @ _ndf_R(k, 1.0)
-        for i in range(k + 1):
-            for n in range(N):
-                acc = 0.0
-                for j in range(k + 1):
-                    acc += RU[j, i] * D[b, j, n]
-                out[b, i, n] = acc
+def _ndf_finish(D, d, I, F, ok, conv, iters, err, em, ep, rate, theta, theta_old, max_time, newton_maxiter,
+                max_order, min_factor, max_factor):
+    """The end of a step, per run: the differences of an accepted step (`_ndf_accept_one`); the next
+    step size and order; the differences re-expressed on the new step's grid (rows `0..k`:
+    `(R(f) R(1))^T D`); the counters. Returns the new `(D, I, F)`, the runs whose Jacobian must be
+    refreshed (Newton failed with a stale one), and whether any run needs `_failures`' attention
+    (rejected, direction zero or not finite, theta frozen).
 
-
-@_jit
-def _ndf_control(ok, conv, fresh, failed, err, em, ep, iters, order, h, t, equal, max_time, newton_maxiter,
-                 max_order, min_factor, max_factor):
-    """The next step of each run (see `_BDF.advance`): `(factor, order, equal, refresh, failed)`."""
-    B = ok.size
-    factor = np.ones(B)
-    new_order = order.copy()
-    new_equal = equal.copy()
+    Step and order: after an error-test rejection smaller (`safety err^(-1/(k+1))`, at least
+    `min_factor`); after a Newton failure with a fresh Jacobian halved, with a stale one retried with a
+    fresh one; after `k + 1` steps at one h, the order of `k - 1`, `k`, `k + 1` that allows the longest
+    step (at most `max_factor`, and 2x after a Newton failure: LSODE's RMAX, otherwise a field the
+    Jacobian models poorly cycles between a failure at h, halvings and a step change back to h); never
+    past `max_time`. Newton's carried rate: `max(0.2 rate_old, rate)` after a step that measured it."""
+    B, R, N = D.shape
+    Dn, In, Fn = np.empty_like(D), I.copy(), F.copy()
     refresh = np.zeros(B, np.bool_)
-    new_failed = np.zeros(B, np.bool_)
+    attention = False
+    tmp = np.empty((R, N))
     for b in range(B):
-        k = order[b]
+        k = I[b, ORDER]
+        if ok[b]:
+            _ndf_accept_one(D[b], d[b], k, tmp)
+        else:
+            tmp[:] = D[b]
+        fresh, failed = I[b, FRESH] == 1, I[b, FAILED] == 1
         safety = 0.9 * (2 * newton_maxiter + 1) / (2 * newton_maxiter + iters[b])
-        refresh[b] = not conv[b] and not fresh[b]
+        refresh[b] = not conv[b] and not fresh
         if ok[b]:
             f = 1.0
         elif conv[b]:
@@ -276,27 +334,83 @@ def _ndf_control(ok, conv, fresh, failed, err, em, ep, iters, order, h, t, equal
             f = max(min_factor, safety * e ** (-1.0 / (k + 1)))
         else:
             f = 1.0 if refresh[b] else 0.5
-        due = ok[b] and equal[b] >= k + 1
+        equal = I[b, EQUAL] + ok[b]
+        new_k = k
+        due = ok[b] and equal >= k + 1
         if due:
             best, fbest = 1, 0.0
             for o in range(3):
-                e = em[b] if o == 0 else (err[b] if o == 1 else ep[b])
                 if (o == 0 and k <= 1) or (o == 2 and k >= max_order):
                     continue
+                e = em[b] if o == 0 else (err[b] if o == 1 else ep[b])
                 e = e if e > 0 else 1e-10
                 fo = e ** (-1.0 / (k + o))
                 if fo > fbest:
                     best, fbest = o, fo
-            new_order[b] = k + best - 1
-            f = min(2.0 if failed[b] else max_factor, safety * fbest)
-        t_now = t[b] + h[b] if ok[b] else t[b]
-        if h[b] * f > max_time - t_now:
-            f = (max_time - t_now) / h[b]
-        factor[b] = f
+            new_k = k + best - 1
+            f = min(2.0 if failed else max_factor, safety * fbest)
+        t = F[b, T] + F[b, H] if ok[b] else F[b, T]
+        if F[b, H] * f > max_time - t:
+            f = (max_time - t) / F[b, H]
+        # the differences on the grid of the new step
+        Dn[b] = tmp
         if f != 1.0:
-            new_equal[b] = 0
-        new_failed[b] = (failed[b] or (not conv[b] and not refresh[b])) and not (due and f != 1.0)
-    return factor, new_order, new_equal, refresh, new_failed
+            RU = _ndf_R(new_k, f) @ _ndf_R(new_k, 1.0)
+            for i in range(new_k + 1):
+                for n in range(N):
+                    acc = 0.0
+                    for j in range(new_k + 1):
+                        acc += RU[j, i] * tmp[j, n]
+                    Dn[b, i, n] = acc
+        moved = False
+        if ok[b]:
+            for n in range(theta.shape[1]):
+                for i in range(theta.shape[2]):
+                    if theta[b, n, i] != theta_old[b, n, i]:
+                        moved = True
+        In[b, ORDER] = new_k
+        In[b, EQUAL] = 0 if f != 1.0 else equal
+        In[b, STEPS] += ok[b]
+        In[b, AGE] = (0 if refresh[b] else I[b, AGE]) + ok[b]
+        In[b, REJECTS] = 0 if ok[b] else I[b, REJECTS] + 1
+        In[b, FROZEN] = (0 if moved else I[b, FROZEN] + 1) if ok[b] else I[b, FROZEN]
+        In[b, FRESH] = refresh[b] or (fresh and not ok[b])
+        In[b, FAILED] = (failed or (not conv[b] and not refresh[b])) and not (due and f != 1.0)
+        Fn[b, T] = t
+        Fn[b, H] = F[b, H] * f
+        if conv[b] and iters[b] > 1:
+            Fn[b, RATE] = max(0.2 * F[b, RATE], rate[b])
+        attention |= not ok[b] or In[b, FROZEN] > 0
+    return Dn, In, Fn, refresh, attention
+
+
+@_jit
+def _absmax(a):
+    """`max_i |a_i|` of a vector, NaN if any entry is NaN (as NumPy's `max`)."""
+    m = 0.0
+    for x in a:
+        if not abs(x) <= m:
+            m = abs(x)
+            if m != m:
+                break
+    return m
+
+
+@_jit
+def _wmax(a, w):
+    """The weighted max norm `max_i |a_i w_i|` of each row, (B,)."""
+    B, N = a.shape
+    out = np.empty(B)
+    for b in range(B):
+        m = 0.0
+        for n in range(N):
+            x = abs(a[b, n] * w[b, n])
+            if not x <= m:
+                m = x
+                if m != m:
+                    break
+        out[b] = m
+    return out
 
 
 class _BDF:
@@ -321,8 +435,8 @@ class _BDF:
     #: Newton stops when its estimated remaining error is below this fraction of the error tolerance
     #: (ode15s' value; scipy's `min(0.03, sqrt(rtol))` is 300x stricter at rtol 1e-8 and costs an iteration)
     NEWTON_TOL = 0.03
-    #: the Jacobian is refreshed after this many accepted steps (LSODE's MSBP), besides when Newton fails
-    AGE = 20
+    #: the Jacobian is refreshed after this many accepted steps, besides when Newton fails
+    AGE = 40
     MIN_FACTOR, MAX_FACTOR = 0.2, 10.0
 
     def __init__(self):
@@ -330,19 +444,21 @@ class _BDF:
         self.g = np.hstack([0, np.cumsum(1 / np.arange(1, self.MAX_ORDER + 1))])
         self.alpha = (1 - kappa) * self.g
         self.error_const = kappa * self.g + 1 / np.arange(1, self.MAX_ORDER + 2)
-        # per order k: the predictor's weights of D_0..D_5 (1 up to k) and psi's of D_1..D_5 (g_j / alpha_k)
-        self._upto = (np.arange(self.MAX_ORDER + 1)[None, :] <= np.arange(self.MAX_ORDER + 1)[:, None]).astype(float)
-        self._psi = self.g[1:] * self._upto[:, 1:] / np.where(self.alpha > 0, self.alpha, 1)[:, None]
+        # per order k: psi's weights of D_1..D_5 (g_j / alpha_k up to k)
+        upto = np.arange(1, self.MAX_ORDER + 1)[None, :] <= np.arange(self.MAX_ORDER + 1)[:, None]
+        self._psi = self.g[1:] * upto / np.where(self.alpha > 0, self.alpha, 1)[:, None]
 
     @staticmethod
     def start(cs, algorithm, at, y, F, h):
         B, N = y.shape
         D = np.zeros((B, _BDF.MAX_ORDER + 3, N))
         D[:, 0], D[:, 1] = y, F * h[:, None]
-        return {"D": D, "order": np.ones(B, np.int64), "equal": np.zeros(B, np.int64),
-                "jac": cs.jacobian(at.theta, _stiffness(algorithm, at)),
-                "fresh": np.ones(B, bool), "rate": np.full(B, 0.7), "age": np.zeros(B, np.int64),
-                "failed": np.zeros(B, bool)}
+        ints = np.zeros((B, 8), np.int64)
+        ints[:, ORDER], ints[:, FRESH] = 1, 1
+        floats = np.zeros((B, 3))
+        floats[:, H], floats[:, RATE] = h, 0.7
+        return {"D": D, "I": ints, "F": floats, "jac": cs.jacobian(at.theta, _stiffness(algorithm, at)),
+                "evals": evals_per_run(algorithm, B).copy()}
 
     @staticmethod
     def _refresh(cs, algorithm, at, jac, rows):
@@ -359,20 +475,12 @@ class _BDF:
         return out
 
     def advance(self, flow, objective, algorithm, carry):
-        cs, at, state, D, order, h, t = (carry[key] for key in ("cs", "at", "state", "D", "order", "h", "t"))
-        B = D.shape[0]
-        rows = np.arange(B)
-        jac, fresh, age = carry["jac"], carry["fresh"], carry["age"]
-        k1 = self.MAX_ORDER + 1
-        upto = self._upto[order]
-        y_pred = np.einsum("bj,bjn->bn", upto, D[:, :k1])
-        psi = np.einsum("bj,bjn->bn", self._psi[order], D[:, 1:k1])
-        c = h / self.alpha[order]
-        aged = age >= self.AGE
+        cs, at, state, D, ints, floats, jac = (carry[key] for key in ("cs", "at", "state", "D", "I", "F", "jac"))
+        y_pred, psi, c, rate, aged = _ndf_predict(D, ints, floats, self.alpha, self._psi, self.AGE)
         if aged.any():  # a Jacobian at the step's start
             jac = self._refresh(cs, algorithm, at, jac, aged)
-            fresh = fresh | aged
-            age = np.where(aged, 0, age)
+            ints = ints.copy()
+            ints[aged, FRESH], ints[aged, AGE] = 1, 0
         th = cs.theta(y_pred)
         point = objective.at(th)
         w = cs.weights(th, at.beta, point.beta, flow)
@@ -380,10 +488,8 @@ class _BDF:
         # simplified Newton on `c f(y) - psi - (y - y_p) = 0`, every run together; a run leaves the loop
         # when it converged (estimated remaining error `rate / (1 - rate) |dy| < NEWTON_TOL`, `rate` the
         # contraction measured in this step or carried from the last one) or when it diverges
+        B = D.shape[0]
         yk, dsum = y_pred, np.zeros_like(y_pred)  # updated in place
-        # LSODE's carried contraction rate, reset to 0.7 with a new Jacobian so that its first step
-        # measures the rate anew (two iterations at least)
-        rate = np.where(fresh & (age == 0), 0.7, carry["rate"])
         done, conv = np.zeros(B, bool), np.zeros(B, bool)
         iters = np.zeros(B, np.int64)
         norm = None
@@ -392,64 +498,43 @@ class _BDF:
                 th = cs.theta(yk)
                 point = objective.at(th)
             f = cs.rate(th, algorithm.update(point, state, 0)[0])
-            dy = solve(c[:, None] * f - psi - dsum)
+            f *= c[:, None]
+            f -= psi
+            f -= dsum
+            dy = solve(f)
             old, norm = norm, cs.norm(dy, w)
             old = norm if old is None else old  # (not read in the first iteration)
             _newton_update(it, self.NEWTON_MAXITER, self.NEWTON_TOL, norm, old, rate, done, conv, iters, yk, dsum, dy)
             if done.all():
                 break
-        err = cs.norm(self.error_const[order][:, None] * dsum, w)
         th_new = cs.theta(yk)
         at_new = objective.at(th_new)
-        err = np.where(conv & np.isfinite(err) & np.isfinite(at_new.loss), err, np.inf)
-        speed = np.abs(D[:, 1]).max(axis=1) / h
-        ok = conv & (err <= 1) & (speed > 0)
-
-        # an accepted step's differences, the next step's size and order (see `_ndf_control`: after an
-        # error-test rejection smaller; after a Newton failure with a fresh Jacobian halved, with a stale
-        # one retried with a fresh one; after k + 1 steps at one h, the order of k - 1, k, k + 1 that
-        # allows the longest step, after a Newton failure at most 2x (LSODE's RMAX: otherwise a field the
-        # Jacobian models poorly cycles between a failure at h, halvings and a step change back to h))
-        Dn = np.empty_like(D)
-        _ndf_accept(D, dsum, order, ok, Dn)
-        t_new, h_acc, order_acc = t + h, h, order
+        err, speed, ok, due, em, ep = _ndf_test(D, dsum, ints, floats, conv, cs.norm(dsum, w), at_new.loss,
+                                                self.error_const, self.MAX_ORDER)
+        if due:
+            em, ep = cs.norm(em, w), cs.norm(ep, w)
+        else:
+            em = ep = err
+        D_new, ints_new, floats_new, refresh, attention = _ndf_finish(
+            D, dsum, ints, floats, ok, conv, iters, err, em, ep, rate, th_new, at.theta, float(flow.max_time),
+            self.NEWTON_MAXITER, self.MAX_ORDER, self.MIN_FACTOR, self.MAX_FACTOR)
+        if refresh.any():
+            jac = self._refresh(cs, algorithm, at, jac, refresh)
+        t_new, h_acc = floats[:, T] + floats[:, H], floats[:, H]
 
         def dense(sel, tq):
             """The step's interpolating polynomial `D_0 + sum_{j<k} prod_{m<=j} (tq - t + m h)/((m+1) h) D_{j+1}`."""
+            Dn = _ndf_accept(D[sel], dsum[sel], ints[sel, ORDER])
             m = np.arange(self.MAX_ORDER)[None, :]
             hh = h_acc[sel][:, None]
             p = np.cumprod((tq[:, None] - (t_new[sel][:, None] - m * hh)) / ((m + 1) * hh), axis=1)
-            yq = Dn[sel, 0] + np.einsum("bj,bjn->bn", p * (m < order_acc[sel][:, None]), Dn[sel, 1:k1])
+            yq = Dn[:, 0] + np.einsum("bj,bjn->bn", p * (m < ints[sel, ORDER][:, None]), Dn[:, 1:self.MAX_ORDER + 1])
             return cs.take(sel).theta(yq)
 
-        equal = carry["equal"] + ok
-        due = ok & (equal >= order + 1)
-        if due.any():  # the error estimates of orders k - 1 and k + 1 (every run's: cheaper than selecting)
-            em = cs.norm(self.error_const[np.maximum(order - 1, 0)][:, None] * Dn[rows, order], w)
-            ep = cs.norm(self.error_const[np.minimum(order + 1, self.MAX_ORDER)][:, None] * Dn[rows, order + 2], w)
-        else:
-            em = ep = err
-        factor, new_order, equal, refresh, failed_newton = _ndf_control(
-            ok, conv, fresh, carry["failed"], err, em, ep, iters, order, h, t, equal, float(flow.max_time),
-            self.NEWTON_MAXITER, self.MAX_ORDER, self.MIN_FACTOR, self.MAX_FACTOR)
-        D = np.empty_like(Dn)
-        _ndf_change(Dn, new_order, factor, D)
-        t_now = np.where(ok, t_new, t)
-        if refresh.any():
-            jac = self._refresh(cs, algorithm, at, jac, refresh)
-            age = np.where(refresh, 0, age)
-        moved = np.any(th_new != at.theta, axis=(1, 2))
-        if ok.all():  # the common case, in fewer passes
-            at_next, rejects, frozen = at_new, np.zeros(B, np.int64), np.where(moved, 0, carry["frozen"] + 1)
-        else:
-            at_next, rejects = at_new.where(ok, at), np.where(ok, 0, carry["rejects"] + 1)
-            frozen = np.where(ok & ~moved, carry["frozen"] + 1, np.where(ok, 0, carry["frozen"]))
-        new = dict(carry, at=at_next, y=D[:, 0], D=D, order=new_order, equal=equal, h=h * factor, t=t_now,
-                   steps=carry["steps"] + ok, jac=jac, age=age + ok, fresh=refresh | fresh & ~ok,
-                   failed=failed_newton, rejects=rejects, frozen=frozen,
-                   rate=np.where(conv & (iters > 1), np.maximum(0.2 * carry["rate"], rate), carry["rate"]))
-        failed, why = _failures(type(algorithm).__name__, cs, new, ok, speed)
-        return new, Move(iters * evals_per_run(algorithm, B), ok, dense, failed, why)
+        new = dict(carry, at=at_new if not attention else at_new.where(ok, at), D=D_new, I=ints_new,
+                   F=floats_new, t=floats_new[:, T], steps=ints_new[:, STEPS], jac=jac)
+        failed, why = _failures(type(algorithm).__name__, cs, new, ok, speed, attention)
+        return new, Move(iters * carry["evals"], ok, dense, failed, why)
 
 
 #: the method of every flow
@@ -497,11 +582,54 @@ class _Coordinates:
 
     def norm(self, dy, w):
         """The weighted max norm of a change `dy` of the state (1: at the tolerance), (B,)."""
-        return np.abs(dy * w[0]).max(axis=1)
+        return _wmax(dy, w[0])
 
     def solver(self, jac, c):
         """`r -> (I - c J)^{-1} r` with the Jacobian `jac` (`_low_rank`)."""
         return _low_rank_solver(self.problem, jac, c)
+
+
+@_jit
+def _dual_exponents(half, z0, m, out):
+    """`out = (m + z/2, m - z/2)`, `z = z0 + half` (`half = X^T nu`), (B, 2, d): `(log u, log v)`."""
+    B, d = half.shape
+    for b in range(B):
+        for i in range(d):
+            z = 0.5 * (z0[b, i] + half[b, i])
+            out[b, 0, i] = m[b, i] + z
+            out[b, 1, i] = m[b, i] - z
+
+
+@_jit
+def _dual_rates(D, theta, keep_m, zr, mr):
+    """`zr = z' = D_v/v - D_u/u` and, where `mr` has columns, `mr = m' = -(D_u/u + D_v/v) keep_m / 2`
+    (`theta' = -D`), (B, d) each."""
+    B, _, d = theta.shape
+    for b in range(B):
+        for i in range(d):
+            pu, pv = D[b, 0, i] / theta[b, 0, i], D[b, 1, i] / theta[b, 1, i]
+            zr[b, i] = pv - pu
+            if mr.shape[1]:
+                mr[b, i] = -0.5 * keep_m[b, 0] * (pu + pv)
+
+
+@_jit
+def _nanmax(a, b):
+    """`max(a, b)`, NaN if either is (as `np.maximum`)."""
+    return a if a > b or a != a else b
+
+
+@_jit
+def _dual_weights(theta, beta, beta_new, atol, rtol, wz, wm):
+    """`wz = max((u^2 + v^2) s, 1 / rtol)` and, where `wm` has columns, `wm = max(2 |beta_new| s, 1 / rtol)`,
+    `s = 1 / (atol + rtol max(max|beta|, max|beta_new|))` per run (see `_Dual.weights`)."""
+    B, _, d = theta.shape
+    for b in range(B):
+        s = 1 / (atol + rtol * _nanmax(_absmax(beta[b]), _absmax(beta_new[b])))
+        for i in range(d):
+            wz[b, i] = _nanmax((theta[b, 0, i] ** 2 + theta[b, 1, i] ** 2) * s, 1 / rtol)
+            if wm.shape[1]:
+                wm[b, i] = _nanmax(2 * abs(beta_new[b, i]) * s, 1 / rtol)
 
 
 class _Dual(_Coordinates):
@@ -542,12 +670,8 @@ class _Dual(_Coordinates):
     def theta(self, y):
         """`(u, v) = exp(m +- z/2)`."""
         nu, m = self._split(y)
-        half = self._XT(nu)
-        half += self.z0
-        half *= 0.5
-        out = np.empty((half.shape[0], 2, half.shape[1]))
-        np.add(m, half, out=out[:, 0])
-        np.subtract(m, half, out=out[:, 1])
+        out = np.empty((y.shape[0], 2, self.problem.d))
+        _dual_exponents(self._XT(nu), self.z0, m, out)
         return np.exp(out, out=out)
 
     def log_alpha(self, y):
@@ -555,15 +679,16 @@ class _Dual(_Coordinates):
 
     def rate(self, theta, D):
         """`y'` of `theta' = -D`: `z' = -(D_u/u - D_v/v)`, `nu' = G z'`, `m' = -(D_u/u + D_v/v)/2`."""
-        p = D / theta
-        zr = p[:, 1] - p[:, 0]
+        B, n, d = theta.shape[0], self.problem.n, self.problem.d
+        out = np.empty((B, n + d if self.drift else n))
+        zr = np.empty((B, d))
+        _dual_rates(D, theta, self.keep_m, zr, out[:, n:])
         G = self.G
-        nu = zr @ G[0].T if G.shape[0] == 1 else np.matmul(G, zr[..., None])[..., 0]
-        if not self.drift:
-            return nu
-        m = p[:, 0] + p[:, 1]
-        m *= -0.5 * self.keep_m
-        return np.concatenate([nu, m], axis=1)
+        if G.shape[0] == 1:
+            np.matmul(zr, G[0].T, out=out[:, :n])
+        else:
+            out[:, :n] = np.matmul(G, zr[..., None])[..., 0]
+        return out
 
     def speed(self, F, y):
         nu, m = self._split(F)
@@ -601,16 +726,16 @@ class _Dual(_Coordinates):
         invisible in `beta`, would shift the times at which they grow). On the squares model (the only
         one in these coordinates) `d beta/d z = u^2 + v^2`, `d beta/d m = 2 beta`; `beta` and
         `beta_new` are those of the step's start and of `theta`."""
-        big = np.maximum(np.abs(beta).max(axis=1), np.abs(beta_new).max(axis=1))
-        scale = (1 / (flow.atol + flow.rtol * big))[:, None]
-        wz = np.maximum(np.square(theta).sum(axis=1) * scale, 1 / flow.rtol)
-        return (wz, np.maximum(2 * np.abs(beta_new) * scale, 1 / flow.rtol)) if self.drift else (wz,)
+        B, d = beta.shape
+        wz, wm = np.empty((B, d)), np.empty((B, d if self.drift else 0))
+        _dual_weights(theta, beta, beta_new, flow.atol, flow.rtol, wz, wm)
+        return (wz, wm) if self.drift else (wz,)
 
     def norm(self, dy, w):
         """The weighted max norm of a change `dy` of the state (1: at the tolerance), (B,)."""
         nu, m = self._split(dy)
-        e = np.abs(self._XT(nu) * w[0]).max(axis=1)
-        return np.maximum(e, np.abs(m * w[1]).max(axis=1)) if self.drift else e
+        e = _wmax(self._XT(nu), w[0])
+        return np.maximum(e, _wmax(m, w[1])) if self.drift else e
 
     def dbeta(self, theta, dy):
         nu, m = self._split(dy)
