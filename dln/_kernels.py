@@ -12,6 +12,8 @@ one temporary per operation; these kernels read `theta` once per quantity:
 - `residual_loss`: `r = X beta - y` in place and `L = ||r||^2 / (2n)`;
 - `alpha_eff2`: the squares model's `sqrt(u v)` (the driver's collapse test reads it every 32 steps);
 - `mix`: F-GR's `G + c (D - G)` in place over `D`, where NumPy makes three passes.
+- `depth_jvp`, `depth_hvp`: the two elementwise halves of the Hessian-vector product (exact GR)
+  around its matrix products, `J w` and `J^T q + sum_i g_i (d^2 beta_i / d theta^2) w`.
 - `quadratic_moments`, `ascent_residuals`, `combine`: the elementwise passes of per-example
   sharpness (`MSharpness(base, 1)` on a quadratic model) around its matrix products.
 
@@ -212,6 +214,52 @@ def depth_vjp(theta, g, depth, divide=None):
         _vjp_into(_c(theta), _c(g), depth, out, 1.0)
     else:
         _vjp_into(_c(theta), g, depth, out, float(divide))
+    return out
+
+
+@_jit
+def _jvp_into(theta, w, depth, out):
+    # J w = D (u**(D-1) w_u - v**(D-1) w_v) per coordinate
+    B, _, d = theta.shape
+    for b in range(B):
+        u, v, wu, wv, o = theta[b, 0], theta[b, 1], w[b, 0], w[b, 1], out[b]
+        if depth == 2:
+            for i in range(d):
+                o[i] = 2.0 * (u[i] * wu[i] - v[i] * wv[i])
+        else:
+            for i in range(d):
+                o[i] = depth * (_pow(u[i], depth - 1) * wu[i] - _pow(v[i], depth - 1) * wv[i])
+
+
+@_jit
+def _hvp_into(theta, g, w, q, depth, out):
+    # J^T q + g D (D-1) (u**(D-2) w_u, -v**(D-2) w_v)
+    B, _, d = theta.shape
+    c = depth * (depth - 1.0)
+    for b in range(B):
+        for k in range(2):
+            s = 1.0 if k == 0 else -1.0
+            t, wk, o, gb, qb = theta[b, k], w[b, k], out[b, k], g[b], q[b]
+            if depth == 2:
+                for i in range(d):
+                    o[i] = s * (2.0 * t[i] * qb[i] + c * gb[i] * wk[i])
+            else:
+                for i in range(d):
+                    o[i] = s * (depth * _pow(t[i], depth - 1) * qb[i] + c * gb[i] * _pow(t[i], depth - 2) * wk[i])
+
+
+def depth_jvp(theta, w, depth):
+    """`J w = D (u**(D-1) w_u - v**(D-1) w_v)`, shape (B, d), for `w` of shape (B, 2, d)."""
+    out = np.empty((theta.shape[0], theta.shape[2]))
+    _jvp_into(_c(theta), _c(w), depth, out)
+    return out
+
+
+def depth_hvp(theta, g, w, q, depth):
+    """`J^T q + sum_i g_i (d^2 beta_i / d theta^2) w = (D u**(D-1) q + D (D-1) g u**(D-2) w_u,
+    -D v**(D-1) q - D (D-1) g v**(D-2) w_v)`, shape (B, 2, d), for `g`, `q` of shape (B, d)."""
+    out = np.empty(theta.shape)
+    _hvp_into(_c(theta), _c(g), _c(w), _c(q), depth, out)
     return out
 
 

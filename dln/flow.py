@@ -113,30 +113,20 @@ def _stiffness(algorithm, at):
     return per_run_vector(algorithm.stiffness(at), at.theta.shape[0])
 
 
-#: `""` for every run of a batch of size B, a read-only (B,) array made once per size
-_NONE = {}
-
-
-def _no_failure(B):
-    if B not in _NONE:
-        _NONE[B] = np.full(B, "", dtype=object)
-        _NONE[B].flags.writeable = False
-    return _NONE[B]
-
-
 def _failures(name, cs, carry, ok, speed, attention):
     """Statuses and messages of runs the stepper cannot continue: a direction that is not finite
     (`speed = max|y'|` at the step's start is NaN or inf) or zero (a stationary point above the loss
     tolerance: the flow stays there), a state frozen in floating point for `MAX_FROZEN` accepted
     steps, collapse of `alpha_eff`, a step fallen to round-off or NaN, or `MAX_REJECTS` rejections
     in a row (an overflowing state). `attention`: some run was rejected, has a direction that is zero
-    or not finite, or left theta unchanged (else only collapse is tested)."""
+    or not finite, or left theta unchanged (else only collapse is tested). Returns `(failed, why)`,
+    str arrays (`""` for a run that goes on), or `(None, None)` where no run failed."""
     F, I, L = carry["F"], carry["I"], carry["at"].loss
     t, h, frozen, rejects = F[:, T], F[:, H], I[:, FROZEN], I[:, REJECTS]
     B = t.shape[0]
     m = cs.log_alpha(carry["D"][:, 0]) if cs.drift else None
-    if not attention and (m is None or m.min() >= -345):  # the common case
-        return _no_failure(B), _no_failure(B)
+    if not attention and (m is None or m.min() >= -345):  # the common case: no run failed
+        return None, None
     failed = np.full(B, "", dtype=object)
     why = np.full(B, "", dtype=object)
     for i in np.flatnonzero(~np.isfinite(speed)):
@@ -190,14 +180,16 @@ def _ndf_predict(D, I, F, alpha, psi_of, max_age):
     """The start of a step: the predictor `y_p = sum_{j<=k} D_j`, `psi = sum_{1<=j<=k} (g_j/alpha_k) D_j`,
     `c = h / alpha_k`, Newton's starting contraction rate (0.7 with a Jacobian new since the last
     step, so that its first step measures the rate; else the carried one) and the runs whose
-    Jacobian is `max_age` accepted steps old (refreshed before the step)."""
+    Jacobian is `max_age` accepted steps old (refreshed before the step), with whether there is one."""
     B, _, N = D.shape
     y, psi = np.empty((B, N)), np.empty((B, N))
     c, rate, aged = np.empty(B), np.empty(B), np.empty(B, np.bool_)
+    any_aged = False
     for b in range(B):
         k = I[b, ORDER]
         c[b] = F[b, H] / alpha[k]
         aged[b] = I[b, AGE] >= max_age
+        any_aged |= aged[b]
         rate[b] = 0.7 if aged[b] or (I[b, FRESH] and I[b, AGE] == 0) else F[b, RATE]
         for n in range(N):
             acc, p = D[b, 0, n], 0.0
@@ -205,7 +197,7 @@ def _ndf_predict(D, I, F, alpha, psi_of, max_age):
                 acc += D[b, j, n]
                 p += psi_of[k, j - 1] * D[b, j, n]
             y[b, n], psi[b, n] = acc, p
-    return y, psi, c, rate, aged
+    return y, psi, c, rate, aged, any_aged
 
 
 @_jit
@@ -213,7 +205,8 @@ def _newton_update(it, maxiter, tol, norm, old, rate, done, conv, iters, y, d, d
     """One simplified-Newton update of the runs not `done`, in place: count the evaluation; the
     contraction `rate = |dy| / |dy_old|` (from the second iteration; before it the carried one);
     diverging (`rate >= 1`, or not within `tol` by `maxiter`) -> done without the update; else
-    `y += dy`, `d += dy`, and converged once `rate / (1 - rate) |dy| < tol`."""
+    `y += dy`, `d += dy`, and converged once `rate / (1 - rate) |dy| < tol`. Returns whether every
+    run is done."""
     B, N = y.shape
     for b in range(B):
         if done[b]:
@@ -233,6 +226,29 @@ def _newton_update(it, maxiter, tol, norm, old, rate, done, conv, iters, y, d, d
         if norm[b] == 0 or rate[b] / (1 - rate[b]) * norm[b] < tol:
             conv[b] = True
             done[b] = True
+    for b in range(B):
+        if not done[b]:
+            return False
+    return True
+
+
+@_jit
+def _newton_rhs(f, c, psi, d):
+    """`f <- c f - psi - d` in place: the residual of the NDF's implicit formula at `y = y_p + d`."""
+    B, N = f.shape
+    for b in range(B):
+        for n in range(N):
+            f[b, n] = c[b] * f[b, n] - psi[b, n] - d[b, n]
+
+
+@_jit
+def _shrink(c, mu):
+    """`1 / (1 + c mu)`, (B, n): `(I - c J)^{-1}` on the eigenvectors of `J` (eigenvalues `-mu`)."""
+    out = np.empty_like(mu)
+    for b in range(mu.shape[0]):
+        for i in range(mu.shape[1]):
+            out[b, i] = 1 / (1 + c[b] * mu[b, i])
+    return out
 
 
 @_jit
@@ -304,8 +320,8 @@ def _ndf_finish(D, d, I, F, ok, conv, iters, err, em, ep, rate, theta, theta_old
     """The end of a step, per run: the differences of an accepted step (`_ndf_accept_one`); the next
     step size and order; the differences re-expressed on the new step's grid (rows `0..k`:
     `(R(f) R(1))^T D`); the counters. Returns the new `(D, I, F)`, the runs whose Jacobian must be
-    refreshed (Newton failed with a stale one), and whether any run needs `_failures`' attention
-    (rejected, direction zero or not finite, theta frozen).
+    refreshed (Newton failed with a stale one) and whether there is one, and whether any run needs
+    `_failures`' attention (rejected, direction zero or not finite, theta frozen).
 
     Step and order: after an error-test rejection smaller (`safety err^(-1/(k+1))`, at least
     `min_factor`); after a Newton failure with a fresh Jacobian halved, with a stale one retried with a
@@ -316,7 +332,7 @@ def _ndf_finish(D, d, I, F, ok, conv, iters, err, em, ep, rate, theta, theta_old
     B, R, N = D.shape
     Dn, In, Fn = np.empty_like(D), I.copy(), F.copy()
     refresh = np.zeros(B, np.bool_)
-    attention = False
+    attention = any_refresh = False
     tmp = np.empty((R, N))
     for b in range(B):
         k = I[b, ORDER]
@@ -327,6 +343,7 @@ def _ndf_finish(D, d, I, F, ok, conv, iters, err, em, ep, rate, theta, theta_old
         fresh, failed = I[b, FRESH] == 1, I[b, FAILED] == 1
         safety = 0.9 * (2 * newton_maxiter + 1) / (2 * newton_maxiter + iters[b])
         refresh[b] = not conv[b] and not fresh
+        any_refresh |= refresh[b]
         if ok[b]:
             f = 1.0
         elif conv[b]:
@@ -381,7 +398,7 @@ def _ndf_finish(D, d, I, F, ok, conv, iters, err, em, ep, rate, theta, theta_old
         if conv[b] and iters[b] > 1:
             Fn[b, RATE] = max(0.2 * F[b, RATE], rate[b])
         attention |= not ok[b] or In[b, FROZEN] > 0
-    return Dn, In, Fn, refresh, attention
+    return Dn, In, Fn, refresh, any_refresh, attention
 
 
 @_jit
@@ -476,8 +493,8 @@ class _BDF:
 
     def advance(self, flow, objective, algorithm, carry):
         cs, at, state, D, ints, floats, jac = (carry[key] for key in ("cs", "at", "state", "D", "I", "F", "jac"))
-        y_pred, psi, c, rate, aged = _ndf_predict(D, ints, floats, self.alpha, self._psi, self.AGE)
-        if aged.any():  # a Jacobian at the step's start
+        y_pred, psi, c, rate, aged, any_aged = _ndf_predict(D, ints, floats, self.alpha, self._psi, self.AGE)
+        if any_aged:  # a Jacobian at the step's start
             jac = self._refresh(cs, algorithm, at, jac, aged)
             ints = ints.copy()
             ints[aged, FRESH], ints[aged, AGE] = 1, 0
@@ -489,7 +506,7 @@ class _BDF:
         # when it converged (estimated remaining error `rate / (1 - rate) |dy| < NEWTON_TOL`, `rate` the
         # contraction measured in this step or carried from the last one) or when it diverges
         B = D.shape[0]
-        yk, dsum = y_pred, np.zeros_like(y_pred)  # updated in place
+        yk, dsum = y_pred, np.zeros(y_pred.shape)  # updated in place
         done, conv = np.zeros(B, bool), np.zeros(B, bool)
         iters = np.zeros(B, np.int64)
         norm = None
@@ -498,36 +515,36 @@ class _BDF:
                 th = cs.theta(yk)
                 point = objective.at(th)
             f = cs.rate(th, algorithm.update(point, state, 0)[0])
-            f *= c[:, None]
-            f -= psi
-            f -= dsum
+            _newton_rhs(f, c, psi, dsum)
             dy = solve(f)
             old, norm = norm, cs.norm(dy, w)
             old = norm if old is None else old  # (not read in the first iteration)
-            _newton_update(it, self.NEWTON_MAXITER, self.NEWTON_TOL, norm, old, rate, done, conv, iters, yk, dsum, dy)
-            if done.all():
+            if _newton_update(it, self.NEWTON_MAXITER, self.NEWTON_TOL, norm, old, rate, done, conv, iters, yk, dsum,
+                              dy):
                 break
         th_new = cs.theta(yk)
         at_new = objective.at(th_new)
-        err, speed, ok, due, em, ep = _ndf_test(D, dsum, ints, floats, conv, cs.norm(dsum, w), at_new.loss,
-                                                self.error_const, self.MAX_ORDER)
+        # |y - y_p|: after one iteration (every run's), the first correction's norm (or NaN with no update)
+        norm_d = norm if it == 0 else cs.norm(dsum, w)
+        err, speed, ok, due, em, ep = _ndf_test(D, dsum, ints, floats, conv, norm_d, at_new.loss, self.error_const,
+                                                self.MAX_ORDER)
         if due:
             em, ep = cs.norm(em, w), cs.norm(ep, w)
         else:
             em = ep = err
-        D_new, ints_new, floats_new, refresh, attention = _ndf_finish(
+        D_new, ints_new, floats_new, refresh, any_refresh, attention = _ndf_finish(
             D, dsum, ints, floats, ok, conv, iters, err, em, ep, rate, th_new, at.theta, float(flow.max_time),
             self.NEWTON_MAXITER, self.MAX_ORDER, self.MIN_FACTOR, self.MAX_FACTOR)
-        if refresh.any():
+        if any_refresh:
             jac = self._refresh(cs, algorithm, at, jac, refresh)
-        t_new, h_acc = floats[:, T] + floats[:, H], floats[:, H]
 
         def dense(sel, tq):
             """The step's interpolating polynomial `D_0 + sum_{j<k} prod_{m<=j} (tq - t + m h)/((m+1) h) D_{j+1}`."""
             Dn = _ndf_accept(D[sel], dsum[sel], ints[sel, ORDER])
             m = np.arange(self.MAX_ORDER)[None, :]
-            hh = h_acc[sel][:, None]
-            p = np.cumprod((tq[:, None] - (t_new[sel][:, None] - m * hh)) / ((m + 1) * hh), axis=1)
+            hh = floats[sel, H][:, None]
+            t_new = floats[sel, T][:, None] + hh
+            p = np.cumprod((tq[:, None] - (t_new - m * hh)) / ((m + 1) * hh), axis=1)
             yq = Dn[:, 0] + np.einsum("bj,bjn->bn", p * (m < ints[sel, ORDER][:, None]), Dn[:, 1:self.MAX_ORDER + 1])
             return cs.take(sel).theta(yq)
 
@@ -710,8 +727,8 @@ class _Dual(_Coordinates):
 
     def solver(self, jac, c):
         """`r -> (I - c J)^{-1} r`: `V diag(1 / (1 + c (lam + gamma lam^2))) V^T r` on `nu`, `r` on `m`."""
-        lam, V, n = jac["lam"], jac["V"], self.problem.n
-        shrink = 1 / (1 + c[:, None] * lam * (1 + jac["gamma"][:, None] * lam))
+        V, n = jac["V"], self.problem.n
+        shrink = _shrink(c, jac["mu"])
 
         def solve(r):
             nu = r[:, :n] if self.drift else r
@@ -844,7 +861,8 @@ class _Plain(_Coordinates):
 
 def _eig(problem, s, gamma):
     """`K = X diag(s) X^T / n` per run (`s >= 0`: symmetric positive semi-definite) as its
-    eigendecomposition, `{"lam", "V", "gamma"}` with GR's `gamma` (B,)."""
+    eigendecomposition, `{"lam", "V", "gamma", "mu"}` with GR's `gamma` (B,) and the eigenvalues
+    `mu = lam + gamma lam^2` of `K + gamma K^2`."""
     X, n = problem.X, problem.n
     B, d = s.shape
     s = s / n
@@ -853,7 +871,8 @@ def _eig(problem, s, gamma):
     else:
         K = np.matmul(X * s[:, None, :], np.swapaxes(X, 1, 2))
     lam, V = np.linalg.eigh(K)
-    return {"lam": lam, "V": V, "gamma": np.array(gamma, float)}
+    gamma = np.array(gamma, float)
+    return {"lam": lam, "V": V, "gamma": gamma, "mu": lam * (1 + gamma[:, None] * lam)}
 
 
 def _low_rank(problem, P, Q, gamma):
@@ -872,8 +891,8 @@ def _low_rank_solver(problem, jac, c):
     X (Q r) / n`, `N = I + c (K + gamma K^2)`, `N^{-1} (I + gamma K) = V diag((1 + gamma lam) /
     (1 + c (lam + gamma lam^2))) V^T`: no factorization when `c` changes."""
     d, lam, V, P, Q = problem.d, jac["lam"], jac["V"], jac["P"], jac["Q"]
-    g = jac["gamma"][:, None]
-    mult = (1 + g * lam) / (1 + c[:, None] * lam * (1 + g * lam))
+    mult = _shrink(c, jac["mu"])
+    mult *= 1 + jac["gamma"][:, None] * lam
     cc = c[:, None]
 
     def solve(r):

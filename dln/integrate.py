@@ -55,7 +55,7 @@ class Move(NamedTuple):
         last accepted step of runs `rows`.
     failed : ndarray of str, (B,), or None
         A status for runs the stepper cannot continue (`""` for none), with `why`, their messages; None
-        from a stepper that cannot fail a run (discrete steps).
+        where no run failed (always from discrete steps, which cannot fail a run).
     why : ndarray of str, (B,), or None
     """
 
@@ -480,7 +480,7 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
                         break
                     sel = due.nonzero()[0]
                     rec.save(obj.take(sel), idx[sel], move.dense(sel, rec.t[idx[sel], rec.ptr[idx[sel]]]))
-            failed = None if move.failed is None else move.failed != ""  # None: a stepper that never fails
+            failed = None if move.failed is None else move.failed != ""  # None: no run failed
             if failed is not None and failed.any():
                 sel = failed.nonzero()[0]
                 rec.steps[idx[sel]] = carry["steps"][sel]
@@ -493,7 +493,7 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
                     carry = tree_take(carry, keep.nonzero()[0])
                     obj, alg = objective.take(idx), algorithm.take(idx, B)
                     live_band = band[:, idx]
-            if bar.total and k % 50 == 0:
+            if not bar.disable and k % 50 == 0:
                 _postfix(bar, idx, carry)
 
 

@@ -50,6 +50,15 @@ class Depth:
         """`(J^T g, theta - eta J^T g, beta(theta - eta J^T g))` in one pass (`vjp`, then `descend`)."""
         return _kernels.depth_vjp_step(theta, g, eta, self.depth, divide)
 
+    def jvp(self, theta, w):
+        """`J w = D (u**(D-1) w_u - v**(D-1) w_v)`, shape (B, d), for `w` of shape (B, 2, d)."""
+        return _kernels.depth_jvp(theta, w, self.depth)
+
+    def hvp(self, theta, g, w, q):
+        """`J^T q + sum_i g_i (d^2 beta_i/d theta^2) w`, shape (B, 2, d): the Hessian-vector product
+        `H w` given `q = (X^T X / n) J w` (one fused pass)."""
+        return _kernels.depth_hvp(theta, g, w, q, self.depth)
+
     def vjp_mix(self, theta, g, G, c, divide=None):
         """`(J^T g - G) c + G` for `c` of shape (B,), in one pass, `J^T g` not stored (`vjp`, then `mix`)."""
         return _kernels.depth_vjp_mix(theta, g, G, c, self.depth, divide)
@@ -135,6 +144,15 @@ class Product:
     def vjp_mix(self, theta, g, G, c, divide=None):
         """`(J^T g - G) c + G` for `c` of shape (B,)."""
         return _kernels.mix(self.vjp(theta, g, divide), G, c)
+
+    def jvp(self, theta, w):
+        """`J w = v w_u + u w_v`, shape (B, d)."""
+        return np.einsum("bkd,bkd->bd", theta[:, ::-1], w)
+
+    def hvp(self, theta, g, w, q):
+        """`J^T q + sum_i g_i (d^2 beta_i/d theta^2) w = (v q + g w_v, u q + g w_u)` given
+        `q = (X^T X / n) J w`."""
+        return self.vjp(theta, q) + self.curvature(theta, g, w)
 
     def descend(self, theta, D, eta, overwrite=True):
         """`theta' = theta - eta D` for `eta` of shape (B,), and `beta(theta')`; `D` is the caller's own

@@ -168,10 +168,8 @@ class Objective:
         """
         if g is None:
             g = self.at(theta).g
-        J = self.model.jac(theta)
-        Jw = np.einsum("bkd,bkd->bd", J, w)
-        XtXJw = self.problem.XT(self.problem.apply(Jw))
-        return J * XtXJw[:, None, :] + self.model.curvature(theta, g, w)
+        q = self.problem.XT(self.problem.apply(self.model.jvp(theta, w)))
+        return self.model.hvp(theta, g, w, q)
 
     def loss(self, theta, test=False):
         """Training (or test) loss, shape (B,)."""
