@@ -63,43 +63,48 @@ def _beta_into(theta, depth, beta):
 
 
 @_jit
+def _vjp_row(t, gb, depth, sign, o):
+    """`o = sign D g t**(D-1)`: the `u` (sign 1) or `v` (sign -1) half of `J^T g` of one run."""
+    if depth == 2:
+        s = 2.0 * sign
+        for i in range(t.size):
+            o[i] = s * gb[i] * t[i]
+    else:
+        sd = depth * sign
+        for i in range(t.size):
+            o[i] = sd * gb[i] * _pow(t[i], depth - 1)
+
+
+@_jit
 def _vjp_into(theta, g, depth, out, n):
     for b in range(theta.shape[0]):
-        gb, ou, ov, u, v = g[b], out[b, 0], out[b, 1], theta[b, 0], theta[b, 1]
-        _divide(gb, n)
-        if depth == 2:
-            for i in range(gb.size):
-                ou[i] = 2.0 * gb[i] * u[i]
-            for i in range(gb.size):
-                ov[i] = -2.0 * gb[i] * v[i]
-        else:
-            for i in range(gb.size):
-                ou[i] = depth * gb[i] * _pow(u[i], depth - 1)
-            for i in range(gb.size):
-                ov[i] = -depth * gb[i] * _pow(v[i], depth - 1)
+        _divide(g[b], n)
+        _vjp_row(theta[b, 0], g[b], depth, 1.0, out[b, 0])
+        _vjp_row(theta[b, 1], g[b], depth, -1.0, out[b, 1])
 
 
 @_jit
 def _vjp_step_into(theta, g, depth, n, eta, out, step, beta):
-    # J^T g into `out`, `theta - eta J^T g` into `step` and its beta, one pass (per row: g, then u, v)
+    # J^T g into `out` (unless it has no rows), `theta - eta J^T g` into `step` and its beta, one pass
+    # (per row: g, then u, v; `J^T g` formed again for `step`, the same rounding, rather than written and
+    # read back: a loop that writes both runs at half the speed, LLVM's aliasing checks failing)
     B, _, d = theta.shape
+    store = out.shape[0] > 0
     for b in range(B):
         gb, e = g[b], eta[b]
         _divide(gb, n)
         for k in range(2):
-            s = 2.0 if k == 0 else -2.0
-            t, o, st = theta[b, k], out[b, k], step[b, k]
+            t, st = theta[b, k], step[b, k]
+            if store:
+                _vjp_row(t, gb, depth, 1.0 if k == 0 else -1.0, out[b, k])
             if depth == 2:
+                s = 2.0 if k == 0 else -2.0
                 for i in range(d):
-                    x = s * gb[i] * t[i]
-                    o[i] = x
-                    st[i] = t[i] - e * x
+                    st[i] = t[i] - e * (s * gb[i] * t[i])
             else:
                 sd = depth if k == 0 else -depth
                 for i in range(d):
-                    x = sd * gb[i] * _pow(t[i], depth - 1)
-                    o[i] = x
-                    st[i] = t[i] - e * x
+                    st[i] = t[i] - e * (sd * gb[i] * _pow(t[i], depth - 1))
         _beta_row(step[b, 0], step[b, 1], depth, beta[b])
 
 
@@ -263,14 +268,16 @@ def depth_hvp(theta, g, w, q, depth):
     return out
 
 
-def depth_vjp_step(theta, g, eta, depth, divide=None):
+def depth_vjp_step(theta, g, eta, depth, divide=None, store=True):
     """`J^T g` (as `depth_vjp`), `theta' = theta - eta J^T g` (`eta` of shape (B,)) and `beta(theta')`,
-    in one pass (`theta'` as `depth_descend` forms it). Returns shapes (B, 2, d), (B, 2, d), (B, d)."""
+    in one pass (`theta'` as `depth_descend` forms it). Returns shapes (B, 2, d), (B, 2, d), (B, d);
+    without `store`, `J^T g` is not written (None for it): gradient descent's step."""
     B, _, d = theta.shape
-    out, step, beta = np.empty(theta.shape), np.empty(theta.shape), np.empty((B, d))
+    out = np.empty(theta.shape if store else (0, 2, d))
+    step, beta = np.empty(theta.shape), np.empty((B, d))
     _vjp_step_into(_c(theta), g if divide is not None else _c(g), depth, 1.0 if divide is None else float(divide),
                    _c(eta), out, step, beta)
-    return out, step, beta
+    return (out if store else None), step, beta
 
 
 def depth_vjp_mix(theta, g, G, c, depth, divide=None):

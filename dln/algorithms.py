@@ -14,6 +14,10 @@ The protocol (`Algorithm`):
   (`objective.at(theta)`, whose residual, loss and gradient are computed once
   and shared with the driver) and the new state; `step` is the step index.
   `update` never mutates `state`; the driver slices state arrays when runs stop.
+- `apply(at, state, step, eta) -> (point, state)`: the discrete step, the `Point`
+  at `theta - eta D`; by default `update`, then `objective.descend`. Gradient
+  descent overrides it to form `theta - eta grad L` in the pass that forms
+  `grad L`, which is then never stored.
 - capabilities, declared: `flow` (deterministic and continuous, so usable as a
   `Flow`), `grad_evals()` (gradient evaluations per update, per run),
   `stiffness(at)` (the `gamma` of the curvature model the stiff solver's matrix
@@ -89,6 +93,11 @@ class Algorithm(Declared):
         """`(D, state)` at the point `at`."""
         raise NotImplementedError
 
+    def apply(self, at, state, step, eta):
+        """`(point, state)`: the `Point` at `theta - eta D` (`eta` of shape (B,)), `D` from `update`."""
+        D, state = self.update(at, state, step)
+        return at.objective.descend(at.theta, D, eta), state
+
 
 class GR(Algorithm):
     """Exact gradient regularization, as double backpropagation computes it.
@@ -111,15 +120,25 @@ class GR(Algorithm):
     def drift_free(self):
         return np.asarray(self.gamma) == 0
 
+    def _descent(self):
+        """Whether every run's `gamma` is 0: gradient descent."""
+        gamma = self.gamma
+        return not (gamma if isinstance(gamma, float) else np.any(gamma))  # (np.any on a float: ~2 us a step)
+
     def update(self, at, state, step):
         G = at.grad
-        gamma = self.gamma
-        if not (gamma if isinstance(gamma, float) else np.any(gamma)):  # (np.any on a float: ~2 us a step)
+        if self._descent():
             return G, state
         HG = at.objective.hvp(at.theta, G, at.g)
         HG *= per_run(self.gamma, at.theta)
         HG += G
         return HG, state
+
+    def apply(self, at, state, step, eta):
+        """Gradient descent's step `theta - eta grad L` and its `beta` in one pass that stores no `grad L`."""
+        if self._descent():
+            return at.step(eta, keep=False), state
+        return super().apply(at, state, step, eta)
 
 
 class GD(GR):

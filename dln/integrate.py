@@ -122,8 +122,7 @@ class Steps(Declared):
         return carry["eta"] * (carry["steps"] + 1) > max_time * (1 + 1e-12)
 
     def advance(self, objective, algorithm, carry, k):
-        D, state = algorithm.update(carry["at"], carry["state"], k)
-        at = objective.descend(carry["at"].theta, D, carry["eta"])  # theta - eta D and its beta: one pass
+        at, state = algorithm.apply(carry["at"], carry["state"], k, carry["eta"])  # theta - eta D and its beta
         steps = carry["steps"] + 1
         new = dict(carry, at=at, state=state, t=carry["eta"] * steps, steps=steps)
         return new, Move(carry["evals"], carry["accepted"], lambda rows, t: at.theta[rows], None, None)

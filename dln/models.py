@@ -46,9 +46,10 @@ class Depth:
         `divide`, `g` (the caller's own array) is first divided by it in place, in the same pass."""
         return _kernels.depth_vjp(theta, g, self.depth, divide)
 
-    def vjp_step(self, theta, g, eta, divide=None):
-        """`(J^T g, theta - eta J^T g, beta(theta - eta J^T g))` in one pass (`vjp`, then `descend`)."""
-        return _kernels.depth_vjp_step(theta, g, eta, self.depth, divide)
+    def vjp_step(self, theta, g, eta, divide=None, store=True):
+        """`(J^T g, theta - eta J^T g, beta(theta - eta J^T g))` in one pass (`vjp`, then `descend`);
+        without `store`, `J^T g` is not kept (None)."""
+        return _kernels.depth_vjp_step(theta, g, eta, self.depth, divide, store)
 
     def jvp(self, theta, w):
         """`J w = D (u**(D-1) w_u - v**(D-1) w_v)`, shape (B, d), for `w` of shape (B, 2, d)."""
@@ -136,8 +137,8 @@ class Product:
             g /= divide
         return theta[:, ::-1] * g[:, None, :]
 
-    def vjp_step(self, theta, g, eta, divide=None):
-        """`(J^T g, theta - eta J^T g, beta(theta - eta J^T g))`."""
+    def vjp_step(self, theta, g, eta, divide=None, store=True):
+        """`(J^T g, theta - eta J^T g, beta(theta - eta J^T g))` (`J^T g` formed whatever `store`)."""
         G = self.vjp(theta, g, divide)
         return (G, *self.descend(theta, G, eta, overwrite=False))
 

@@ -94,14 +94,15 @@ class Point:
         # `g = X^T r / n`: the division by n in the pass of `J^T g` (one pass over g fewer)
         return self.objective.model.vjp(self.theta, *self._g())
 
-    def step(self, eta):
-        """The `Point` at `theta - eta grad L` (`eta` of shape (B,)); `grad L` (cached here), the new
-        state and its `beta` in one pass where `grad L` is not yet formed."""
+    def step(self, eta, keep=True):
+        """The `Point` at `theta - eta grad L` (`eta` of shape (B,)); `grad L` (cached here, unless not
+        `keep`), the new state and its `beta` in one pass where `grad L` is not yet formed."""
         if "grad" in self.__dict__:
             return self.objective.descend(self.theta, self.grad, eta, overwrite=False)
         g, n = self._g()
-        G, theta, beta = self.objective.model.vjp_step(self.theta, g, eta, divide=n)
-        self.__dict__["grad"] = G
+        G, theta, beta = self.objective.model.vjp_step(self.theta, g, eta, divide=n, store=keep)
+        if keep:
+            self.__dict__["grad"] = G
         p = Point(self.objective, theta)
         p.__dict__["beta"] = beta
         return p
