@@ -85,16 +85,18 @@ def _vjp_into(theta, g, depth, out, n):
 
 @_jit
 def _vjp_step_into(theta, g, depth, n, eta, out, step, beta):
-    # J^T g into `out` (unless it has no rows), `theta - eta J^T g` into `step` and its beta, one pass
-    # (per row: g, then u, v; `J^T g` formed again for `step`, the same rounding, rather than written and
-    # read back: a loop that writes both runs at half the speed, LLVM's aliasing checks failing)
+    # J^T g into `out` (unless it has no rows), `theta - eta J^T g` into `step` (a `step` of one row for
+    # B > 1: scratch, only the beta kept) and its beta, one pass (per row: g, then u, v; `J^T g` formed
+    # again for `step`, the same rounding, rather than written and read back: a loop that writes both
+    # runs at half the speed, LLVM's aliasing checks failing)
     B, _, d = theta.shape
     store = out.shape[0] > 0
     for b in range(B):
         gb, e = g[b], eta[b]
         _divide(gb, n)
+        sb = min(b, step.shape[0] - 1)
         for k in range(2):
-            t, st = theta[b, k], step[b, k]
+            t, st = theta[b, k], step[sb, k]
             if store:
                 _vjp_row(t, gb, depth, 1.0 if k == 0 else -1.0, out[b, k])
             if depth == 2:
@@ -105,6 +107,32 @@ def _vjp_step_into(theta, g, depth, n, eta, out, step, beta):
                 sd = depth if k == 0 else -depth
                 for i in range(d):
                     st[i] = t[i] - e * (sd * gb[i] * _pow(t[i], depth - 1))
+        _beta_row(step[sb, 0], step[sb, 1], depth, beta[b])
+
+
+@_jit
+def _fgr_step_into(theta, g, gs, depth, ns, ascent, c, eta, step, beta):
+    # F-GR's step theta - eta [G + c (J_s^T g_s - G)] into `step` and its beta, one pass (g_s divided by
+    # ns in it), G = J^T g and the shifted state theta_s = theta - ascent G formed again, the rounding of
+    # `_vjp_step_into` (theta_s), `_vjp_mix_into` (the bracket) and `_descend_over` (the step)
+    B, _, d = theta.shape
+    for b in range(B):
+        gb, hb, cb, e, f = g[b], gs[b], c[b], eta[b], ascent[b]
+        _divide(hb, ns)
+        for k in range(2):
+            t, st = theta[b, k], step[b, k]
+            if depth == 2:
+                s = 2.0 if k == 0 else -2.0
+                for i in range(d):
+                    x = s * gb[i] * t[i]
+                    ts = t[i] - f * x
+                    st[i] = t[i] - e * ((s * hb[i] * ts - x) * cb + x)
+            else:
+                sd = depth if k == 0 else -depth
+                for i in range(d):
+                    x = sd * gb[i] * _pow(t[i], depth - 1)
+                    ts = t[i] - f * x
+                    st[i] = t[i] - e * ((sd * hb[i] * _pow(ts, depth - 1) - x) * cb + x)
         _beta_row(step[b, 0], step[b, 1], depth, beta[b])
 
 
@@ -278,6 +306,28 @@ def depth_vjp_step(theta, g, eta, depth, divide=None, store=True):
     _vjp_step_into(_c(theta), g if divide is not None else _c(g), depth, 1.0 if divide is None else float(divide),
                    _c(eta), out, step, beta)
     return (out if store else None), step, beta
+
+
+def depth_shifted_beta(theta, g, eta, depth, divide=None):
+    """`beta(theta - eta J^T g)` (`eta` of shape (B,)), shape (B, d), the state itself not stored: the
+    beta of `depth_vjp_step`, its `J^T g` and state in a scratch row (F-GR's shifted point)."""
+    B, _, d = theta.shape
+    beta = np.empty((B, d))
+    _vjp_step_into(_c(theta), g if divide is not None else _c(g), depth, 1.0 if divide is None else float(divide),
+                   _c(eta), np.empty((0, 2, d)), np.empty((1, 2, d)), beta)
+    return beta
+
+
+def depth_fgr_step(theta, g, gs, ascent, c, eta, depth, divide=None):
+    """F-GR's discrete step `theta' = theta - eta [G + c (J_s^T g_s - G)]` and `beta(theta')`, one pass:
+    `G = J^T g` (`g` already divided), `J_s` at `theta_s = theta - ascent G`, `g_s` the gradient there
+    (divided by `divide` in the pass); `ascent`, `c`, `eta` of shape (B,). Bit for bit `depth_vjp_step`,
+    `depth_vjp_mix`, then `depth_descend`. Returns shapes (B, 2, d), (B, d)."""
+    B, _, d = theta.shape
+    step, beta = np.empty(theta.shape), np.empty((B, d))
+    _fgr_step_into(_c(theta), _c(g), gs if divide is not None else _c(gs), depth,
+                   1.0 if divide is None else float(divide), _c(ascent), _c(c), _c(eta), step, beta)
+    return step, beta
 
 
 def depth_vjp_mix(theta, g, G, c, depth, divide=None):

@@ -17,7 +17,9 @@ The protocol (`Algorithm`):
 - `apply(at, state, step, eta) -> (point, state)`: the discrete step, the `Point`
   at `theta - eta D`; by default `update`, then `objective.descend`. Gradient
   descent overrides it to form `theta - eta grad L` in the pass that forms
-  `grad L`, which is then never stored.
+  `grad L`, which is then never stored; F-GR to form the step in two passes
+  (the shifted point's `beta`, then the step) that store neither `grad L`, the
+  shifted state nor the direction.
 - capabilities, declared: `flow` (deterministic and continuous, so usable as a
   `Flow`), `grad_evals()` (gradient evaluations per update, per run),
   `stiffness(at)` (the `gamma` of the curvature model the stiff solver's matrix
@@ -210,6 +212,15 @@ class FGR(Algorithm):
             G = at.grad
         # G + (gamma/eps) (grad L(shifted) - G), in the pass that forms grad L(shifted)
         return shifted.grad_mix(G, per_run_vector(self.gamma, B) / eps), state
+
+    def apply(self, at, state, step, eta):
+        """The discrete step in two fused passes (`Point.fgr_step`), bit for bit `update` then `descend`;
+        normalized (SAM) by `update`."""
+        if self.normalized:
+            return super().apply(at, state, step, eta)
+        B = at.theta.shape[0]
+        eps = per_run_vector(self.ascent(), B)
+        return at.fgr_step(eps, per_run_vector(self.gamma, B) / eps, eta), state
 
 
 class BGR(FGR):

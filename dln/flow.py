@@ -25,9 +25,10 @@ gradient flow in `nu` and otherwise the Gauss-Newton one of gradient
 regularization, `-(K + gamma K^2)` in `nu` and `-P X^T (I + gamma K) X Q / n`
 in `w` or `theta` (Woodbury through n x n); `K = X diag(s) X^T / n` (s >= 0) is
 kept as its eigendecomposition, so a new step size or order costs no
-factorization. Its per-run bookkeeping (differences, step and order selection,
-the Newton test) runs in small numba kernels, since at B = 1 some forty NumPy
-calls per step cost more than the step's arithmetic.
+factorization. Its per-run bookkeeping (prediction, differences, error test,
+step and order selection, the Newton test) runs in a few numba kernels over two
+packed per-run arrays, since at B = 1 some seventy NumPy calls per step cost
+more than the step's arithmetic.
 """
 from dataclasses import replace
 

@@ -64,6 +64,15 @@ class Depth:
         """`(J^T g - G) c + G` for `c` of shape (B,), in one pass, `J^T g` not stored (`vjp`, then `mix`)."""
         return _kernels.depth_vjp_mix(theta, g, G, c, self.depth, divide)
 
+    def shifted_beta(self, theta, g, eta, divide=None):
+        """`beta(theta - eta J^T g)`, shape (B, d), in one pass that stores neither `J^T g` nor the state."""
+        return _kernels.depth_shifted_beta(theta, g, eta, self.depth, divide)
+
+    def fgr_step(self, theta, g, gs, ascent, c, eta, divide=None):
+        """F-GR's step `theta - eta [G + c (J_s^T g_s - G)]` and its `beta` in one pass (`G = J^T g`, `J_s`
+        at `theta - ascent G`, `g_s` divided by `divide` in it); bit for bit `vjp_step`, `vjp_mix`, `descend`."""
+        return _kernels.depth_fgr_step(theta, g, gs, ascent, c, eta, self.depth, divide)
+
     def descend(self, theta, D, eta, overwrite=True):
         """`theta' = theta - eta D` for `eta` of shape (B,), and `beta(theta')`, in one pass, `theta'`
         written over `D` (the caller's own array) unless not `overwrite`. Returns shapes (B, 2, d) and (B, d)."""
@@ -145,6 +154,17 @@ class Product:
     def vjp_mix(self, theta, g, G, c, divide=None):
         """`(J^T g - G) c + G` for `c` of shape (B,)."""
         return _kernels.mix(self.vjp(theta, g, divide), G, c)
+
+    def shifted_beta(self, theta, g, eta, divide=None):
+        """`beta(theta - eta J^T g)`, shape (B, d)."""
+        return self.vjp_step(theta, g, eta, divide)[2]
+
+    def fgr_step(self, theta, g, gs, ascent, c, eta, divide=None):
+        """F-GR's step `theta - eta [G + c (J_s^T g_s - G)]` and its `beta` (`G = J^T g`, `J_s` at
+        `theta - ascent G`, `g_s` divided by `divide`)."""
+        G = self.vjp(theta, g)
+        shifted = theta - ascent[:, None, None] * G
+        return self.descend(theta, self.vjp_mix(shifted, gs, G, c, divide), eta)
 
     def jvp(self, theta, w):
         """`J w = v w_u + u w_v`, shape (B, d)."""

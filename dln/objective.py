@@ -45,7 +45,8 @@ class _cached:
 
 
 class Point:
-    """A batch of states `theta` (B, 2, d) of `objective`, with lazily computed, cached parts.
+    """A batch of states `theta` (B, 2, d) of `objective`, with lazily computed, cached parts
+    (`theta` None: a point known by its `beta` alone, as F-GR's shifted point in a discrete step).
 
     beta : `beta(theta)`, (B, d)
     residual : `r = X beta - y`, (B, n)
@@ -114,6 +115,21 @@ class Point:
             return _kernels.mix(self.grad.copy(), G, c)
         g, n = self._g()
         return self.objective.model.vjp_mix(self.theta, g, G, c, divide=n)
+
+    def fgr_step(self, eps, c, eta):
+        """F-GR's discrete step from this point: the `Point` at `theta - eta [G + c (grad L(theta + eps G) -
+        G)]`, `G = grad L` (`eps`, `c`, `eta` of shape (B,)), in two kernel passes around the shifted
+        point's matrix products (its `beta`; then the step and its `beta`), neither `G`, the shifted state
+        nor the direction stored; bit for bit `step(-eps)`, `grad_mix`, then `descend`."""
+        model = self.objective.model
+        g, n = self._g()
+        shifted = Point(self.objective, None)
+        shifted.__dict__["beta"] = model.shifted_beta(self.theta, g, -eps, divide=n)
+        gs, ns = shifted._g()
+        theta, beta = model.fgr_step(self.theta, g, gs, -eps, c, eta, divide=ns)
+        p = Point(self.objective, theta)
+        p.__dict__["beta"] = beta
+        return p
 
     def where(self, mask, other):
         """Row by row, this point where `mask` (B,) holds, else `other` (same objective); parts cached

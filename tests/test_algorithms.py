@@ -60,6 +60,25 @@ def test_bgr_is_fgr_with_negative_ascent_step(name, rng):
 
 
 @pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("alg", [dln.GD(), dln.GR(np.zeros(3)), dln.FGR(np.array([0.0, 0.1, 0.5]), 0.1),
+                                 dln.BGR(0.3, np.array([0.05, 0.1, 0.01])), dln.USAM(0.05), dln.SAM(0.05),
+                                 dln.GR(0.1)], ids=repr)
+def test_a_fused_discrete_step_is_update_then_descend_bit_for_bit(name, alg, rng):
+    """`apply` (GD's and F-GR's fused passes) against the protocol's definition of a step, `theta - eta D`
+    with `D` from `update` at a fresh point: the fused kernels keep every operation's order, so the
+    states agree exactly (both the published-number tests and `Steps` results rest on that)."""
+    obj, theta = _setup(name, rng)
+    eta = np.array([0.01, 0.05, 0.1])
+    D, _ = alg.update(obj.at(theta.copy()), alg.init(obj.at(theta), np.arange(3)), 0)
+    ref, ref_beta = obj.model.descend(theta, D.copy(), eta)
+    at = obj.at(theta.copy())
+    new, _ = alg.apply(at, alg.init(at, np.arange(3)), 0, eta)
+    np.testing.assert_array_equal(new.theta, ref)
+    np.testing.assert_array_equal(new.beta, ref_beta)
+    np.testing.assert_array_equal(at.theta, theta)  # the point it started from is not written
+
+
+@pytest.mark.parametrize("name", list(MODELS))
 def test_gr_with_zero_gamma_is_gd(name, rng):
     obj, theta = _setup(name, rng)
     G = _grad(obj, theta)
