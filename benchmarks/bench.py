@@ -404,6 +404,14 @@ class LogFlow:
         r = self.parts(z)[2]
         return 0.5 * r @ r / self.n
 
+    def beta_at(self, alpha, method, times, rtol=RTOL, atol=ATOL):
+        """`beta` at `times` (S,) of the run from `u = v = alpha` (dense output), shape (S, d)."""
+        d = self.X.shape[1]
+        with np.errstate(over="ignore", invalid="ignore"):
+            sol = solve_ivp(self.rhs, (0, times[-1]), np.full(2 * d, np.log(alpha)), method=method, jac=self.jac,
+                            rtol=rtol, atol=atol, t_eval=times)
+        return (np.exp(2 * sol.y[:d]) - np.exp(2 * sol.y[d:])).T
+
     def solve(self, alpha, method, loss_tol=1e-14):
         """Run from `u = v = alpha` until `L <= loss_tol L(0)`. Returns `(beta, alpha_eff, grad evals, njev, ok)`."""
         d = self.X.shape[1]
@@ -423,6 +431,20 @@ class LogFlow:
         return s - t, np.exp((z[:d] + z[d:]) / 2), self.nfev, int(sol.njev), sol.status == 1
 
 
+def _trajectory_errors(p, alg, peer, alpha, T):
+    """Accuracy along the run, untimed: `beta` at 8 log-spaced times from `T/1000` to `T` (dln's stop
+    time) by each solver at its timed tolerances, against Radau at rtol 1e-12 (same log coordinates);
+    the largest over the times of `max|beta - beta_ref| / max|beta_ref|`. The limit accuracy the
+    timing compares at says nothing of the path: a solver may reach the limit with its early,
+    sparse-learning phase off."""
+    times = T * np.logspace(-3, 0, 8)
+    ref = peer.beta_at(alpha, "Radau", times, rtol=1e-12, atol=1e-14)
+    path = {"dln": dln.run(p, alg, dln.Flow(max_time=T), alpha=alpha, save_at=times, loss_tol=0).saved.beta[0],
+            "LSODA": peer.beta_at(alpha, "LSODA", times), "BDF": peer.beta_at(alpha, "BDF", times)}
+    scale = np.abs(ref).max(axis=1)
+    return {k: float((np.abs(v - ref).max(axis=1) / scale).max()) for k, v in path.items()}
+
+
 def _flow_row(p, label, gamma, alpha, repeats):
     """One single run by dln, LSODA and BDF: accuracy against `solve_dual`, then interleaved timing."""
     alg = dln.GR(gamma=gamma) if gamma else dln.GD()
@@ -439,8 +461,9 @@ def _flow_row(p, label, gamma, alpha, repeats):
     evals = {"dln": int(res.grad_evals[0]), "LSODA": out["LSODA"][2], "BDF": out["BDF"][2]}
     ok = {"dln": str(res.status[0]) == "converged", "LSODA": out["LSODA"][4], "BDF": out["BDF"][4]}
     vs = float(_rel(beta["dln"], beta["LSODA"]))
+    traj = _trajectory_errors(p, alg, peer, alpha, float(res.t_final[0]))
     return dict(run=label, alpha=alpha, seconds=t, grad_evals=evals, jac_evals={k: out[k][3] for k in ("LSODA", "BDF")},
-                err=err, dln_vs_lsoda=vs, stopped=ok,
+                err=err, trajectory_err=traj, dln_vs_lsoda=vs, stopped=ok,
                 equal_accuracy=all(ok.values()) and max(err.values()) <= LIMIT_TOL and vs <= 2 * LIMIT_TOL,
                 time_vs_lsoda=t["dln"] / t["LSODA"], time_vs_bdf=t["dln"] / t["BDF"],
                 evals_vs_lsoda=evals["dln"] / evals["LSODA"])
@@ -599,13 +622,15 @@ def table(r):
         L.append(f"   {x['algorithm']:<5} B={x['B']} n={x['n']} d={x['d']} K={x['steps']}: {peers}; "
                  f"{_g(x['dln_vs_best_fused'])}x; {_g(x['dln_vs_floor'])}x; {_g(x['loop_vs_dln'])}x; {diff}; "
                  f"{_g(x['dln_fixed_s'] * 1e3)} ms")
-    L.append("2. flows to loss 1e-14 L(0): seconds (median) and grad evals; rel. error to solve_dual's limit")
+    L.append("2. flows to loss 1e-14 L(0): seconds (median) and grad evals; rel. error to solve_dual's limit; "
+             "largest rel. error of beta at 8 log-spaced times against Radau at rtol 1e-12 (untimed runs)")
     for x in r["flows"]["rows"]:
         s, e, err = x["seconds"], x["grad_evals"], x["err"]
         L.append(f"   {x['run']:<7} alpha={x['alpha']:<6g} dln {_g(s['dln'])} s {e['dln']} | LSODA {_g(s['LSODA'])} s "
                  f"{e['LSODA']} | BDF {_g(s['BDF'])} s {e['BDF']} | dln/LSODA time {_g(x['time_vs_lsoda'])}x evals "
                  f"{_g(x['evals_vs_lsoda'])}x | err dln {err['dln']:.1e} LSODA {err['LSODA']:.1e} BDF {err['BDF']:.1e}"
-                 f"{'' if x['equal_accuracy'] else ' (ACCURACY NOT EQUAL)'}")
+                 f"{'' if x['equal_accuracy'] else ' (ACCURACY NOT EQUAL)'} | path err " +
+                 " ".join(f"{k} {v:.1e}" for k, v in x["trajectory_err"].items()))
     b = r["flows"]["batch"]
     L.append(f"   batch of {b['runs']} GF flows, alpha {b['alphas'][0]:g}..{b['alphas'][1]:g}: dln {_g(b['seconds']['dln'])} s,"
              f" loop of LSODA {_g(b['seconds']['LSODA loop'])} s: {_g(b['speedup'])}x; max err dln "

@@ -60,6 +60,15 @@ def test_flows_are_compared_at_equal_accuracy(smoke):
     assert smoke["flows"]["batch"]["equal_accuracy"], smoke["flows"]["batch"]
 
 
+def test_paths_are_compared_against_a_tighter_reference(smoke):
+    # along the path each solver at rtol 1e-8 is within a multiple of it of Radau at rtol 1e-12: the local
+    # errors of a few hundred steps, amplified by the growth of the learned coordinates (seen: 3e-8 to
+    # 7e-7 here); 1e-5 (1000 rtol) bounds that, while a mismatch of runs or of times is of order 1e-1
+    for row in smoke["flows"]["rows"]:
+        assert set(row["trajectory_err"]) == {"dln", "LSODA", "BDF"}
+        assert all(0 <= v < 1e-5 for v in row["trajectory_err"].values()), row
+
+
 def test_saving_at_chosen_times_keeps_memory_flat(smoke):
     # 3x more steps, the same 10 saves: the peak is set by the batch, not the run length
     # (allow 10% for allocator noise in tracemalloc's peak)
