@@ -260,7 +260,7 @@ def _ndf_test(D, d, I, F, conv, norm_d, loss, error_const, max_order):
     for a change (`k + 1` steps at one h), the differences whose norms estimate the errors of orders
     `k - 1` and `k + 1`, `C_{k-1} (d + D_k)` and `C_{k+1} (d - D_{k+1})` (zero for the others)."""
     B, _, N = D.shape
-    err, speed, ok, due = np.empty(B), np.empty(B), np.empty(B, np.bool_), np.zeros(B, np.bool_)
+    err, speed, ok = np.empty(B), np.empty(B), np.empty(B, np.bool_)
     em, ep = np.zeros((B, N)), np.zeros((B, N))
     any_due = False
     for b in range(B):
@@ -271,7 +271,7 @@ def _ndf_test(D, d, I, F, conv, norm_d, loss, error_const, max_order):
         speed[b] = _absmax(D[b, 1]) / F[b, H]
         ok[b] = err[b] <= 1 and speed[b] > 0
         if ok[b] and I[b, EQUAL] + 1 >= k + 1:
-            due[b] = any_due = True
+            any_due = True
             cm, cp = error_const[max(k - 1, 0)], error_const[min(k + 1, max_order)]
             for n in range(N):
                 em[b, n] = cm * (d[b, n] + D[b, k, n])
@@ -386,6 +386,9 @@ def _ndf_finish(D, d, I, F, ok, conv, iters, err, em, ep, rate, theta, theta_old
                 for i in range(theta.shape[2]):
                     if theta[b, n, i] != theta_old[b, n, i]:
                         moved = True
+                        break
+                if moved:
+                    break
         In[b, ORDER] = new_k
         In[b, EQUAL] = 0 if f != 1.0 else equal
         In[b, STEPS] += ok[b]
