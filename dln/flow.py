@@ -316,6 +316,28 @@ def _ndf_R(k, f):
 
 
 @_jit
+def _copy(src, dst):
+    """`dst[:] = src` for (R, N) arrays, by loops (a slice assignment compiles NumPy's broadcasting
+    checks and their error messages: seconds on first use)."""
+    for i in range(src.shape[0]):
+        for n in range(src.shape[1]):
+            dst[i, n] = src[i, n]
+
+
+@_jit
+def _ndf_RU(k, f):
+    """`R(f) R(1)`, (k+1, k+1), by loops: numba's `@` compiles NumPy's shape checks and their error
+    messages, which made this module's first use take 9 s longer."""
+    R, U = _ndf_R(k, f), _ndf_R(k, 1.0)
+    out = np.zeros((k + 1, k + 1))
+    for i in range(k + 1):
+        for m in range(k + 1):
+            for j in range(k + 1):
+                out[i, j] += R[i, m] * U[m, j]
+    return out
+
+
+@_jit
 def _ndf_finish(D, d, I, F, ok, conv, iters, err, em, ep, rate, theta, theta_old, max_time, newton_maxiter,
                 max_order, min_factor, max_factor):
     """The end of a step, per run: the differences of an accepted step (`_ndf_accept_one`); the next
@@ -340,7 +362,7 @@ def _ndf_finish(D, d, I, F, ok, conv, iters, err, em, ep, rate, theta, theta_old
         if ok[b]:
             _ndf_accept_one(D[b], d[b], k, tmp)
         else:
-            tmp[:] = D[b]
+            _copy(D[b], tmp)
         fresh, failed = I[b, FRESH] == 1, I[b, FAILED] == 1
         safety = 0.9 * (2 * newton_maxiter + 1) / (2 * newton_maxiter + iters[b])
         refresh[b] = not conv[b] and not fresh
@@ -371,9 +393,9 @@ def _ndf_finish(D, d, I, F, ok, conv, iters, err, em, ep, rate, theta, theta_old
         if F[b, H] * f > max_time - t:
             f = (max_time - t) / F[b, H]
         # the differences on the grid of the new step
-        Dn[b] = tmp
+        _copy(tmp, Dn[b])
         if f != 1.0:
-            RU = _ndf_R(new_k, f) @ _ndf_R(new_k, 1.0)
+            RU = _ndf_RU(new_k, f)
             for i in range(new_k + 1):
                 for n in range(N):
                     acc = 0.0
