@@ -369,6 +369,12 @@ class LogFlow:
         self.gamma = gamma
         self.nfev = 0
 
+    @staticmethod
+    def beta(z):
+        """`beta = u^2 - v^2` of states `z = (log u, log v)` stacked on the first axis, (2d, ...) -> (d, ...)."""
+        d = z.shape[0] // 2
+        return np.exp(2 * z[:d]) - np.exp(2 * z[d:])
+
     def parts(self, z):
         d = z.size // 2
         s, t = np.exp(2 * z[:d]), np.exp(2 * z[d:])
@@ -410,7 +416,7 @@ class LogFlow:
         with np.errstate(over="ignore", invalid="ignore"):
             sol = solve_ivp(self.rhs, (0, times[-1]), np.full(2 * d, np.log(alpha)), method=method, jac=self.jac,
                             rtol=rtol, atol=atol, t_eval=times)
-        return (np.exp(2 * sol.y[:d]) - np.exp(2 * sol.y[d:])).T
+        return self.beta(sol.y).T
 
     def solve(self, alpha, method, loss_tol=1e-14):
         """Run from `u = v = alpha` until `L <= loss_tol L(0)`. Returns `(beta, alpha_eff, grad evals, njev, ok)`."""
@@ -427,8 +433,7 @@ class LogFlow:
             sol = solve_ivp(self.rhs, (0, 1e12), z0, method=method, jac=self.jac, rtol=RTOL, atol=ATOL,
                             events=event)
         z = sol.y[:, -1]
-        s, t = np.exp(2 * z[:d]), np.exp(2 * z[d:])
-        return s - t, np.exp((z[:d] + z[d:]) / 2), self.nfev, int(sol.njev), sol.status == 1
+        return self.beta(z), np.exp((z[:d] + z[d:]) / 2), self.nfev, int(sol.njev), sol.status == 1
 
 
 def _trajectory_errors(p, alg, peer, alpha, T):

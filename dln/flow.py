@@ -428,30 +428,29 @@ def _ndf_finish(D, d, I, F, ok, conv, iters, err, em, ep, rate, theta, theta_old
 
 
 @_jit
+def _nanmax(a, b):
+    """`max(a, b)`, NaN if either is (as `np.maximum`)."""
+    return a if a > b or a != a else b
+
+
+@_jit
 def _absmax(a):
     """`max_i |a_i|` of a vector, NaN if any entry is NaN (as NumPy's `max`)."""
     m = 0.0
     for x in a:
-        if not abs(x) <= m:
-            m = abs(x)
-            if m != m:
-                break
+        m = _nanmax(m, abs(x))
     return m
 
 
 @_jit
 def _wmax(a, w):
-    """The weighted max norm `max_i |a_i w_i|` of each row, (B,)."""
+    """The weighted max norm `max_i |a_i w_i|` of each row, (B,), NaN where any term is."""
     B, N = a.shape
     out = np.empty(B)
     for b in range(B):
         m = 0.0
         for n in range(N):
-            x = abs(a[b, n] * w[b, n])
-            if not x <= m:
-                m = x
-                if m != m:
-                    break
+            m = _nanmax(m, abs(a[b, n] * w[b, n]))
         out[b] = m
     return out
 
@@ -656,12 +655,6 @@ def _dual_rates(D, theta, keep_m, zr, mr):
             zr[b, i] = pv - pu
             if mr.shape[1]:
                 mr[b, i] = -0.5 * keep_m[b, 0] * (pu + pv)
-
-
-@_jit
-def _nanmax(a, b):
-    """`max(a, b)`, NaN if either is (as `np.maximum`)."""
-    return a if a > b or a != a else b
 
 
 @_jit

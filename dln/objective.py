@@ -57,9 +57,11 @@ class Point:
 
     __slots__ = ("objective", "theta", "__dict__")
 
-    def __init__(self, objective, theta):
+    def __init__(self, objective, theta, beta=None):
         self.objective = objective
         self.theta = theta
+        if beta is not None:  # known already (formed in the pass that formed theta)
+            self.__dict__["beta"] = beta
 
     @_cached
     def beta(self):
@@ -104,9 +106,7 @@ class Point:
         G, theta, beta = self.objective.model.vjp_step(self.theta, g, eta, divide=n, store=keep)
         if keep:
             self.__dict__["grad"] = G
-        p = Point(self.objective, theta)
-        p.__dict__["beta"] = beta
-        return p
+        return Point(self.objective, theta, beta)
 
     def grad_mix(self, G, c):
         """`G + c (grad L - G)`, shape (B, 2, d) (`c` of shape (B,)): F-GR's combination, in the pass that
@@ -123,13 +123,8 @@ class Point:
         nor the direction stored; bit for bit `step(-eps)`, `grad_mix`, then `descend`."""
         model = self.objective.model
         g, n = self._g()
-        shifted = Point(self.objective, None)
-        shifted.__dict__["beta"] = model.shifted_beta(self.theta, g, -eps, divide=n)
-        gs, ns = shifted._g()
-        theta, beta = model.fgr_step(self.theta, g, gs, -eps, c, eta, divide=ns)
-        p = Point(self.objective, theta)
-        p.__dict__["beta"] = beta
-        return p
+        gs, ns = Point(self.objective, None, model.shifted_beta(self.theta, g, -eps, divide=n))._g()
+        return Point(self.objective, *model.fgr_step(self.theta, g, gs, -eps, c, eta, divide=ns))
 
     def where(self, mask, other):
         """Row by row, this point where `mask` (B,) holds, else `other` (same objective); parts cached
@@ -167,10 +162,7 @@ class Objective:
         """The `Point` at `theta - eta D` (`eta` of shape (B,)), its `beta` formed in the same pass;
         `D` is the caller's own array, which it may overwrite (the stepper's contract with `update`)
         unless not `overwrite` (`D` is another point's cached part)."""
-        theta, beta = self.model.descend(theta, D, eta, overwrite)
-        p = Point(self, theta)
-        p.__dict__["beta"] = beta
-        return p
+        return Point(self, *self.model.descend(theta, D, eta, overwrite))
 
     def grad(self, theta):
         """`Gradient(L, J^T g, g)` at `theta` of shape (B, 2, d)."""

@@ -29,7 +29,7 @@ from . import random as _rng
 from ._checks import InputError
 from ._hyper import Hyper
 from .algorithms import FGR, GD, Algorithm, per_run
-from .objective import Objective
+from .objective import Objective, Point
 
 #: the wrapped algorithm of a wrapper
 BASE = Hyper("base", "the algorithm this one modifies", kind="algorithm", per_run=False)
@@ -72,10 +72,7 @@ class _Rows:
 def _on(at, problem):
     """The point `at.theta` of the objective with the same model on `problem` (`beta` is shared: it does not
     depend on the data)."""
-    p = Objective(problem, at.objective.model).at(at.theta)
-    if "beta" in at.__dict__:
-        p.__dict__["beta"] = at.beta
-    return p
+    return Point(Objective(problem, at.objective.model), at.theta, at.__dict__.get("beta"))
 
 
 def batch_rows(seed, step, n, b):
