@@ -19,7 +19,11 @@ and only after the contenders were checked to compute the same thing:
    dense Jacobian, `rtol = 1e-8`, all stopped at train loss `1e-14 L(0)`:
    single GF and GR(0.1) runs at several `alpha`, and a batch of GF runs over
    `alpha` in logspace(-6, -1) (one `dln` batch against a loop of LSODA runs).
-   Each run lands within 1e-6 of `dln.solve_dual`'s limit (checked).
+   Each run lands within 1e-6 of `dln.solve_dual`'s limit (checked). Each single
+   run also reports its path's accuracy (`beta` at 8 times against Radau at
+   rtol 1e-12) and is timed a second time at equal path accuracy: dln at the
+   loosest rtol on a fixed ladder whose path error is at most LSODA's (the two
+   `rtol` bound different errors: at 1e-8, dln's paths are 3-10x closer).
 3. **Dual solve**: `dln.solve_dual` against SLSQP on `min Q_alpha s.t. X beta = y`.
 4. **Memory**: runs of growing length that save a few states: the peak is flat.
 
@@ -56,6 +60,8 @@ LIMIT_TOL = 1e-6
 #: scipy's flows: relative tolerance (the issue's script) and absolute one in log coordinates
 #: (an absolute error in `log u` is a relative one in `u`)
 RTOL, ATOL = 1e-8, 1e-10
+#: dln's tolerances tried for the timing at LSODA's path accuracy (`_matched`)
+MATCH_RTOLS = (1e-9, 2e-9, 5e-9, 1e-8, 2e-8, 5e-8, 1e-7, 2e-7, 5e-7, 1e-6)
 #: step benchmark: step size, F-GR hyperparameters, the GR strength of the flow rows
 ETA = 0.002
 FGR_HYPER = dict(gamma=0.05, eps=0.1)
@@ -436,18 +442,56 @@ class LogFlow:
         return self.beta(z), np.exp((z[:d] + z[d:]) / 2), self.nfev, int(sol.njev), sol.status == 1
 
 
+def _path_times(T):
+    """The 8 log-spaced times from `T/1000` to `T` (dln's stop time) at which paths are compared."""
+    return T * np.logspace(-3, 0, 8)
+
+
+def _path_error(beta, ref):
+    """The largest over the times of `max|beta - beta_ref| / max|beta_ref|`, `beta`, `ref` (S, d)."""
+    return float((np.abs(beta - ref).max(axis=1) / np.abs(ref).max(axis=1)).max())
+
+
+def _dln_path(p, alg, alpha, times, rtol):
+    """dln's `beta` at `times` (S, d) at relative tolerance `rtol`."""
+    flow = dln.Flow(rtol=rtol, max_time=times[-1])
+    return dln.run(p, alg, flow, alpha=alpha, save_at=times, loss_tol=0).saved.beta[0]
+
+
 def _trajectory_errors(p, alg, peer, alpha, T):
-    """Accuracy along the run, untimed: `beta` at 8 log-spaced times from `T/1000` to `T` (dln's stop
-    time) by each solver at its timed tolerances, against Radau at rtol 1e-12 (same log coordinates);
-    the largest over the times of `max|beta - beta_ref| / max|beta_ref|`. The limit accuracy the
-    timing compares at says nothing of the path: a solver may reach the limit with its early,
-    sparse-learning phase off."""
-    times = T * np.logspace(-3, 0, 8)
+    """Accuracy along the run, untimed: `beta` at `_path_times(T)` by each solver at its timed
+    tolerances, against Radau at rtol 1e-12 (same log coordinates), as `_path_error`. The limit
+    accuracy the timing compares at says nothing of the path: a solver may reach the limit with its
+    early, sparse-learning phase off. Returns the errors and the reference."""
+    times = _path_times(T)
     ref = peer.beta_at(alpha, "Radau", times, rtol=1e-12, atol=1e-14)
-    path = {"dln": dln.run(p, alg, dln.Flow(max_time=T), alpha=alpha, save_at=times, loss_tol=0).saved.beta[0],
+    path = {"dln": _dln_path(p, alg, alpha, times, dln.Flow().rtol),
             "LSODA": peer.beta_at(alpha, "LSODA", times), "BDF": peer.beta_at(alpha, "BDF", times)}
-    scale = np.abs(ref).max(axis=1)
-    return {k: float((np.abs(v - ref).max(axis=1) / scale).max()) for k, v in path.items()}
+    return {k: _path_error(v, ref) for k, v in path.items()}, ref
+
+
+def _matched(p, alg, peer, alpha, T, ref, target, repeats):
+    """dln timed at LSODA's accuracy rather than at its tolerance: the loosest `rtol` on `MATCH_RTOLS`
+    whose path error (as `_trajectory_errors`) is at most `target` (LSODA's at rtol 1e-8), then
+    timed against LSODA as `_flow_row` does; None where no rung is that accurate. The two
+    solvers' `rtol` mean different things (dln's bounds the error in `beta` and in `log u, log v`
+    per step; LSODA's is relative to `|log u|`), so equal tolerances are not equal accuracy."""
+    times, best = _path_times(T), None
+    for rtol in MATCH_RTOLS:  # tightest first: the error grows with rtol
+        err = _path_error(_dln_path(p, alg, alpha, times, rtol), ref)
+        if err > target:
+            break
+        best = (rtol, err)
+    if best is None:
+        return None
+    rtol, err = best
+    t, out = _race({"dln": lambda: dln.run(p, alg, dln.Flow(rtol=rtol), alpha=alpha),
+                    "LSODA": lambda: peer.solve(alpha, "LSODA")}, repeats)
+    res = out["dln"]
+    exact = dln.solve_dual(p, res.final.alpha_eff if alg.gamma else alpha).beta[0]
+    return dict(rtol=rtol, path_err=err, seconds=t, grad_evals=int(res.grad_evals[0]),
+                limit_err=float(_rel(res.final.beta[0], exact)),
+                converged=str(res.status[0]) == "converged", time_vs_lsoda=t["dln"] / t["LSODA"])
 
 
 def _flow_row(p, label, gamma, alpha, repeats):
@@ -466,12 +510,14 @@ def _flow_row(p, label, gamma, alpha, repeats):
     evals = {"dln": int(res.grad_evals[0]), "LSODA": out["LSODA"][2], "BDF": out["BDF"][2]}
     ok = {"dln": str(res.status[0]) == "converged", "LSODA": out["LSODA"][4], "BDF": out["BDF"][4]}
     vs = float(_rel(beta["dln"], beta["LSODA"]))
-    traj = _trajectory_errors(p, alg, peer, alpha, float(res.t_final[0]))
+    T = float(res.t_final[0])
+    traj, ref = _trajectory_errors(p, alg, peer, alpha, T)
     return dict(run=label, alpha=alpha, seconds=t, grad_evals=evals, jac_evals={k: out[k][3] for k in ("LSODA", "BDF")},
                 err=err, trajectory_err=traj, dln_vs_lsoda=vs, stopped=ok,
                 equal_accuracy=all(ok.values()) and max(err.values()) <= LIMIT_TOL and vs <= 2 * LIMIT_TOL,
                 time_vs_lsoda=t["dln"] / t["LSODA"], time_vs_bdf=t["dln"] / t["BDF"],
-                evals_vs_lsoda=evals["dln"] / evals["LSODA"])
+                evals_vs_lsoda=evals["dln"] / evals["LSODA"],
+                matched=_matched(p, alg, peer, alpha, T, ref, traj["LSODA"], repeats))
 
 
 def bench_flows(size):
@@ -599,6 +645,8 @@ def collect(size, log=lambda s: None):
     out["goals"] = {
         "steps <= 1.2x the faster of JAX and numba": None if None in fused else max(fused) <= 1.2,
         "single flows: dln time <= LSODA's": all(r["time_vs_lsoda"] <= 1 for r in fl["rows"]),
+        "single flows at LSODA's path accuracy: dln time <= LSODA's": all(
+            r["matched"] is not None and r["matched"]["time_vs_lsoda"] <= 1 for r in fl["rows"]),
         "single flows: dln grad evals <= LSODA's": all(r["evals_vs_lsoda"] <= 1 for r in fl["rows"]),
         "flow batch >= 10x a loop of LSODA runs": fl["batch"]["speedup"] >= 10,
         "every comparison at equal accuracy": all(r["equal_accuracy"] for r in fl["rows"])
@@ -636,6 +684,11 @@ def table(r):
                  f"{_g(x['evals_vs_lsoda'])}x | err dln {err['dln']:.1e} LSODA {err['LSODA']:.1e} BDF {err['BDF']:.1e}"
                  f"{'' if x['equal_accuracy'] else ' (ACCURACY NOT EQUAL)'} | path err " +
                  " ".join(f"{k} {v:.1e}" for k, v in x["trajectory_err"].items()))
+        m = x["matched"]
+        L.append("           at LSODA's path accuracy: " + ("no dln rtol on the ladder is as accurate" if m is None else
+                 f"dln at rtol {m['rtol']:g} (path err {m['path_err']:.1e}, limit err {m['limit_err']:.1e}"
+                 f"{'' if m['converged'] else ', NOT CONVERGED'}) {_g(m['seconds']['dln'])} s {m['grad_evals']} evals"
+                 f" | LSODA {_g(m['seconds']['LSODA'])} s | dln/LSODA time {_g(m['time_vs_lsoda'])}x"))
     b = r["flows"]["batch"]
     L.append(f"   batch of {b['runs']} GF flows, alpha {b['alphas'][0]:g}..{b['alphas'][1]:g}: dln {_g(b['seconds']['dln'])} s,"
              f" loop of LSODA {_g(b['seconds']['LSODA loop'])} s: {_g(b['speedup'])}x; max err dln "
