@@ -232,6 +232,10 @@ def _c(a):
     return np.ascontiguousarray(a, dtype=float)
 
 
+#: an optional per-run vector left out (a kernel tests for rows)
+_NONE = np.empty(0)
+
+
 def depth_beta(theta, depth):
     """`beta = u**D - v**D` for `theta` of shape (B, 2, d); returns shape (B, d)."""
     beta = np.empty((theta.shape[0], theta.shape[2]))
@@ -265,11 +269,13 @@ def _jvp_into(theta, w, depth, out):
 
 
 @_jit
-def _hvp_into(theta, g, w, q, depth, out):
-    # J^T q + g D (D-1) (u**(D-2) w_u, -v**(D-2) w_v)
+def _hvp_into(theta, g, w, q, depth, gamma, out):
+    # h = J^T q + g D (D-1) (u**(D-2) w_u, -v**(D-2) w_v), or h gamma + w where gamma has rows
     B, _, d = theta.shape
     c = depth * (depth - 1.0)
+    add = gamma.shape[0] > 0
     for b in range(B):
+        gm = gamma[b] if add else 1.0
         for k in range(2):
             s = 1.0 if k == 0 else -1.0
             t, wk, o, gb, qb = theta[b, k], w[b, k], out[b, k], g[b], q[b]
@@ -279,6 +285,9 @@ def _hvp_into(theta, g, w, q, depth, out):
             else:
                 for i in range(d):
                     o[i] = s * (depth * _pow(t[i], depth - 1) * qb[i] + c * gb[i] * _pow(t[i], depth - 2) * wk[i])
+            if add:
+                for i in range(d):
+                    o[i] = o[i] * gm + wk[i]
 
 
 def depth_jvp(theta, w, depth):
@@ -288,11 +297,12 @@ def depth_jvp(theta, w, depth):
     return out
 
 
-def depth_hvp(theta, g, w, q, depth):
-    """`J^T q + sum_i g_i (d^2 beta_i / d theta^2) w = (D u**(D-1) q + D (D-1) g u**(D-2) w_u,
-    -D v**(D-1) q - D (D-1) g v**(D-2) w_v)`, shape (B, 2, d), for `g`, `q` of shape (B, d)."""
+def depth_hvp(theta, g, w, q, depth, gamma=None):
+    """`h = J^T q + sum_i g_i (d^2 beta_i / d theta^2) w = (D u**(D-1) q + D (D-1) g u**(D-2) w_u,
+    -D v**(D-1) q - D (D-1) g v**(D-2) w_v)`, shape (B, 2, d), for `g`, `q` of shape (B, d); with
+    `gamma` (B,), `w + gamma h` in the same pass (rounded as `h gamma + w`)."""
     out = np.empty(theta.shape)
-    _hvp_into(_c(theta), _c(g), _c(w), _c(q), depth, out)
+    _hvp_into(_c(theta), _c(g), _c(w), _c(q), depth, _NONE if gamma is None else _c(gamma), out)
     return out
 
 

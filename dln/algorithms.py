@@ -131,10 +131,7 @@ class GR(Algorithm):
         G = at.grad
         if self._descent():
             return G, state
-        HG = at.objective.hvp(at.theta, G, at.g)
-        HG *= per_run(self.gamma, at.theta)
-        HG += G
-        return HG, state
+        return at.objective.hvp(at.theta, G, at.g, per_run_vector(self.gamma, G.shape[0])), state
 
     def apply(self, at, state, step, eta):
         """Gradient descent's step `theta - eta grad L` and its `beta` in one pass that stores no `grad L`."""

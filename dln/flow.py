@@ -443,14 +443,17 @@ def _absmax(a):
 
 
 @_jit
-def _wmax(a, w):
-    """The weighted max norm `max_i |a_i w_i|` of each row, (B,), NaN where any term is."""
+def _wmax(a, w, c, v):
+    """The weighted max norm `max(max_i |a_i w_i|, max_j |c_j v_j|)` of each row, (B,) (`c`, `v` of
+    no columns: the first alone), NaN where any term is."""
     B, N = a.shape
     out = np.empty(B)
     for b in range(B):
         m = 0.0
         for n in range(N):
             m = _nanmax(m, abs(a[b, n] * w[b, n]))
+        for n in range(c.shape[1]):
+            m = _nanmax(m, abs(c[b, n] * v[b, n]))
         out[b] = m
     return out
 
@@ -519,7 +522,8 @@ class _BDF:
         return out
 
     def advance(self, flow, objective, algorithm, carry):
-        cs, at, state, D, ints, floats, jac = (carry[key] for key in ("cs", "at", "state", "D", "I", "F", "jac"))
+        cs, at, state, D, ints, floats, jac = (carry["cs"], carry["at"], carry["state"], carry["D"], carry["I"],
+                                               carry["F"], carry["jac"])
         y_pred, psi, c, rate, aged, any_aged = _ndf_predict(D, ints, floats, self.alpha, self._psi, self.AGE)
         if any_aged:  # a Jacobian at the step's start
             jac = self._refresh(cs, algorithm, at, jac, aged)
@@ -626,10 +630,10 @@ class _Coordinates:
 
     def norm(self, dy, w):
         """The weighted max norm of a change `dy` of the state (1: at the tolerance), (B,)."""
-        return _wmax(dy, w[0])
+        return _wmax(dy, w[0], dy[:, :0], dy[:, :0])
 
     def solver(self, jac, c):
-        """`r -> (I - c J)^{-1} r` with the Jacobian `jac` (`_low_rank`)."""
+        """`r -> (I - c J)^{-1} r` with the Jacobian `jac` (`_low_rank`); it may overwrite `r`."""
         return _low_rank_solver(self.problem, jac, c)
 
 
@@ -706,7 +710,7 @@ class _Dual(_Coordinates):
         return (y[:, :n], y[:, n:]) if self.drift else (y, self.m0)
 
     def theta(self, y):
-        """`(u, v) = exp(m +- z/2)`."""
+        """`(u, v) = exp(m +- z/2)` (NumPy's vectorized `exp`: numba's, per element, is 5-10x slower)."""
         nu, m = self._split(y)
         out = np.empty((y.shape[0], 2, self.problem.d))
         _dual_exponents(self._XT(nu), self.z0, m, out)
@@ -747,14 +751,15 @@ class _Dual(_Coordinates):
         return _eig(self.problem, np.square(theta).sum(axis=1) * 4, stiff)
 
     def solver(self, jac, c):
-        """`r -> (I - c J)^{-1} r`: `V diag(1 / (1 + c (lam + gamma lam^2))) V^T r` on `nu`, `r` on `m`."""
+        """`r -> (I - c J)^{-1} r`: `V diag(1 / (1 + c (lam + gamma lam^2))) V^T r` on `nu`, `r` on `m`;
+        in place (`r` is overwritten and returned)."""
         V, n = jac["V"], self.problem.n
         shrink = _shrink(c, jac["mu"])
 
         def solve(r):
-            nu = r[:, :n] if self.drift else r
-            nu = np.matmul(V, (np.matmul(nu[:, None, :], V)[:, 0] * shrink)[..., None])[..., 0]
-            return np.concatenate([nu, r[:, n:]], axis=1) if self.drift else nu
+            nu = r[:, :n]
+            np.matmul(V, (np.matmul(nu[:, None, :], V)[:, 0] * shrink)[..., None], out=nu[..., None])
+            return r
         return solve
 
     def weights(self, theta, beta, beta_new, flow):
@@ -767,13 +772,12 @@ class _Dual(_Coordinates):
         B, d = beta.shape
         wz, wm = np.empty((B, d)), np.empty((B, d if self.drift else 0))
         _dual_weights(theta, beta, beta_new, flow.atol, flow.rtol, wz, wm)
-        return (wz, wm) if self.drift else (wz,)
+        return wz, wm
 
     def norm(self, dy, w):
         """The weighted max norm of a change `dy` of the state (1: at the tolerance), (B,)."""
-        nu, m = self._split(dy)
-        e = _wmax(self._XT(nu), w[0])
-        return np.maximum(e, _wmax(m, w[1])) if self.drift else e
+        n = self.problem.n
+        return _wmax(self._XT(dy[:, :n]), w[0], dy[:, n:], w[1])
 
     def dbeta(self, theta, dy):
         nu, m = self._split(dy)

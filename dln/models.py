@@ -55,10 +55,10 @@ class Depth:
         """`J w = D (u**(D-1) w_u - v**(D-1) w_v)`, shape (B, d), for `w` of shape (B, 2, d)."""
         return _kernels.depth_jvp(theta, w, self.depth)
 
-    def hvp(self, theta, g, w, q):
+    def hvp(self, theta, g, w, q, gamma=None):
         """`J^T q + sum_i g_i (d^2 beta_i/d theta^2) w`, shape (B, 2, d): the Hessian-vector product
-        `H w` given `q = (X^T X / n) J w` (one fused pass)."""
-        return _kernels.depth_hvp(theta, g, w, q, self.depth)
+        `H w` given `q = (X^T X / n) J w`, or `w + gamma H w` with `gamma` (B,) (one fused pass)."""
+        return _kernels.depth_hvp(theta, g, w, q, self.depth, gamma)
 
     def vjp_mix(self, theta, g, G, c, divide=None):
         """`(J^T g - G) c + G` for `c` of shape (B,), in one pass, `J^T g` not stored (`vjp`, then `mix`)."""
@@ -170,10 +170,14 @@ class Product:
         """`J w = v w_u + u w_v`, shape (B, d)."""
         return np.einsum("bkd,bkd->bd", theta[:, ::-1], w)
 
-    def hvp(self, theta, g, w, q):
-        """`J^T q + sum_i g_i (d^2 beta_i/d theta^2) w = (v q + g w_v, u q + g w_u)` given
-        `q = (X^T X / n) J w`."""
-        return self.vjp(theta, q) + self.curvature(theta, g, w)
+    def hvp(self, theta, g, w, q, gamma=None):
+        """`H w = J^T q + sum_i g_i (d^2 beta_i/d theta^2) w = (v q + g w_v, u q + g w_u)` given
+        `q = (X^T X / n) J w`, or `w + gamma H w` with `gamma` (B,)."""
+        h = self.vjp(theta, q) + self.curvature(theta, g, w)
+        if gamma is not None:
+            h *= gamma[:, None, None]
+            h += w
+        return h
 
     def descend(self, theta, D, eta, overwrite=True):
         """`theta' = theta - eta D` for `eta` of shape (B,), and `beta(theta')`; `D` is the caller's own

@@ -169,16 +169,18 @@ class Objective:
         p = self.at(theta)
         return Gradient(p.loss, p.grad, p.g)
 
-    def hvp(self, theta, w, g=None):
+    def hvp(self, theta, w, g=None, gamma=None):
         """Hessian-vector product in theta.
 
         `H w = J^T (X^T X / n) J w + sum_i g_i (d^2 beta_i / d theta^2) w`,
-        with `g` recomputed unless given (from `grad(theta).beta`).
+        with `g` recomputed unless given (from `grad(theta).beta`); with `gamma`
+        of shape (B,), `w + gamma H w` (GR's direction at `w = grad L`), in the
+        pass that forms `H w`.
         """
         if g is None:
             g = self.at(theta).g
         q = self.problem.XT(self.problem.apply(self.model.jvp(theta, w)))
-        return self.model.hvp(theta, g, w, q)
+        return self.model.hvp(theta, g, w, q, gamma)
 
     def loss(self, theta, test=False):
         """Training (or test) loss, shape (B,)."""
