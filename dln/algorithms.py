@@ -295,6 +295,13 @@ def hyperparameters(algorithm):
     return out
 
 
+def collapse_hint(algorithm):
+    """What to change when `algorithm` drives `u, v` to 0 without fitting the data: its real-valued
+    hyperparameters (a wrapper's base's included), or alpha alone."""
+    names = [h.name for h, _ in algorithm.items() if h.kind == "float"]
+    return f"lower {', '.join(names)} or raise alpha" if names else "raise alpha"
+
+
 def example(cls):
     """`cls` built with each declared hyperparameter's example value."""
     return cls(**{h.name: h.example for h in cls.hyper if h.example is not None})

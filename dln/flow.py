@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from ._hyper import Declared, Hyper
-from .algorithms import evals_per_run, per_run_vector
+from .algorithms import collapse_hint, evals_per_run, per_run_vector
 from .integrate import MAX_STEPS, MAX_TIME, Move
 from .models import Depth
 
@@ -114,7 +114,7 @@ def _stiffness(algorithm, at):
     return per_run_vector(algorithm.stiffness(at), at.theta.shape[0])
 
 
-def _failures(name, cs, carry, ok, speed, attention):
+def _failures(algorithm, cs, carry, ok, speed, attention):
     """Statuses and messages of runs the stepper cannot continue: a direction that is not finite
     (`speed = max|y'|` at the step's start is NaN or inf) or zero (a stationary point above the loss
     tolerance: the flow stays there), a state frozen in floating point for `MAX_FROZEN` accepted
@@ -128,6 +128,7 @@ def _failures(name, cs, carry, ok, speed, attention):
     m = cs.log_alpha(carry["D"][:, 0]) if cs.drift else None
     if not attention and (m is None or m.min() >= -345):  # the common case: no run failed
         return None, None
+    name = type(algorithm).__name__
     failed = np.full(B, "", dtype=object)
     why = np.full(B, "", dtype=object)
     for i in np.flatnonzero(~np.isfinite(speed)):
@@ -153,7 +154,7 @@ def _failures(name, cs, carry, ok, speed, attention):
         failed[i] = "collapsed"
         why[i] = (f"{name}: u, v driven to 0 at t = {t[i]:.6g} without fitting the data (loss {L[i]:.3g}, "
                   f"min alpha_eff {np.exp(m[i].min()):.3g}): its drift of log alpha_eff outweighs the fit at this "
-                  f"alpha; lower {name}'s hyperparameters or raise alpha")
+                  f"alpha; {collapse_hint(algorithm)}")
     for i in np.flatnonzero(stuck & ~collapsed):
         failed[i] = "stalled"
         why[i] = (f"{name}: the flow cannot advance at t = {t[i]:.6g} (loss {L[i]:.3g}, step size {h[i]:.3g}, "
@@ -581,7 +582,7 @@ class _BDF:
 
         new = dict(carry, at=at_new if not attention else at_new.where(ok, at), D=D_new, I=ints_new,
                    F=floats_new, t=floats_new[:, T], steps=ints_new[:, STEPS], jac=jac)
-        failed, why = _failures(type(algorithm).__name__, cs, new, ok, speed, attention)
+        failed, why = _failures(algorithm, cs, new, ok, speed, attention)
         return new, Move(iters * carry["evals"], ok, dense, failed, why)
 
 

@@ -451,7 +451,7 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
                             (collapsed, "collapsed", False,
                              lambda i: f"{name}: u, v driven to 0 at step {steps[i]} (t = {t[i]:.6g}) without fitting "
                                        f"the data (loss {L[i]:.3g}, initial {L0[idx[i]]:.3g}; a coordinate's scale fell "
-                                       f"{1 / COLLAPSE:.0e}-fold): an ascent step (rho, eps) too large for alpha?"),
+                                       f"{1 / COLLAPSE:.0e}-fold): {_alg.collapse_hint(alg)}"),
                             (blow, "diverged", False, lambda i: _diverged_message(name, L[i], t[i], steps[i]))]
                     _close(rec, obj, idx, at.theta, t, steps, rows)
                     if blow.any():

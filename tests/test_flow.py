@@ -97,6 +97,21 @@ def test_fgr_with_an_overflowing_ascent_step_stops_as_diverged(cli):
     assert rec["message"].startswith("FGR:") and "not finite" in rec["message"]
 
 
+@pytest.mark.parametrize("algorithm, integrator, names", [
+    (dln.GR(gamma=1e6), dln.Flow(), "gamma"),
+    (dln.USAM(rho=5.0), dln.Steps(0.01), "rho"),
+    (dln.Momentum(dln.USAM(rho=5.0), momentum=0.5), dln.Steps(0.01), "rho, momentum")])
+def test_a_collapse_names_the_algorithm_and_its_own_hyperparameters(algorithm, integrator, names):
+    """A penalty far too strong for alpha = 0.1 drives u, v to 0 before the data are fitted; the message
+    names the algorithm and what to lower among its own hyperparameters (not another's: a GR run was
+    once told about an ascent step `rho, eps` it does not have)."""
+    p = dln.make_problem(n=10, d=30, s=2, seed=1, n_test=0)
+    res = dln.run(p, algorithm, integrator, alpha=0.1)
+    assert res.status[0] == "collapsed", res.message[0]
+    assert res.message[0].startswith(type(algorithm).__name__ + ":")
+    assert res.message[0].endswith(f"lower {names} or raise alpha")
+
+
 def test_product_model_at_the_origin_is_at_rest(cli):
     """u = v = 0 is a stationary point of beta = u v: the flow stops at once instead of stepping forever."""
     code, out, err = cli("simulate", "--n", 10, "--d", 30, "--param", "product", "--u0", 0, "--v0", 0, "--json")
