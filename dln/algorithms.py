@@ -295,11 +295,17 @@ def hyperparameters(algorithm):
     return out
 
 
+def knobs(algorithm, first=()):
+    """`first` and the names of the algorithm's real-valued hyperparameters (a wrapper's base's
+    included) as one phrase for a message that says what to lower: `"alpha, rho or momentum"`."""
+    names = list(first) + [h.name for h, _ in algorithm.items() if h.kind == "float"]
+    return " or ".join(filter(None, [", ".join(names[:-1]), names[-1] if names else ""]))
+
+
 def collapse_hint(algorithm):
-    """What to change when `algorithm` drives `u, v` to 0 without fitting the data: its real-valued
-    hyperparameters (a wrapper's base's included), or alpha alone."""
-    names = [h.name for h, _ in algorithm.items() if h.kind == "float"]
-    return f"lower {', '.join(names)} or raise alpha" if names else "raise alpha"
+    """What to change when `algorithm` drives `u, v` to 0 without fitting the data."""
+    k = knobs(algorithm)
+    return f"lower {k}, or raise alpha" if k else "raise alpha"
 
 
 def example(cls):

@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from ._hyper import Declared, Hyper
-from .algorithms import collapse_hint, evals_per_run, per_run_vector
+from .algorithms import collapse_hint, evals_per_run, knobs, per_run_vector
 from .integrate import MAX_STEPS, MAX_TIME, Move
 from .models import Depth
 
@@ -134,7 +134,7 @@ def _failures(algorithm, cs, carry, ok, speed, attention):
     for i in np.flatnonzero(~np.isfinite(speed)):
         failed[i] = "diverged"
         why[i] = (f"{name}: the direction is not finite at t = {t[i]:.6g} (loss {L[i]:.3g}): the state or a "
-                  "point the algorithm evaluates (theta + eps p) overflows; lower alpha, eps or rho")
+                  f"point the algorithm evaluates overflows; lower {knobs(algorithm, ['alpha'])}")
     for i in np.flatnonzero(speed == 0):
         failed[i] = "stalled"
         why[i] = (f"{name}: the flow is at rest at t = {t[i]:.6g} (the direction is 0, loss {L[i]:.3g}): a "
