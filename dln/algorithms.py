@@ -299,7 +299,7 @@ def knobs(algorithm, first=()):
     """`first` and the names of the algorithm's real-valued hyperparameters (a wrapper's base's
     included) as one phrase for a message that says what to lower: `"alpha, rho or momentum"`."""
     names = list(first) + [h.name for h, _ in algorithm.items() if h.kind == "float"]
-    return " or ".join(filter(None, [", ".join(names[:-1]), names[-1] if names else ""]))
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 def collapse_hint(algorithm):
