@@ -236,6 +236,12 @@ def _c(a):
 _NONE = np.empty(0)
 
 
+def _divided(g, divide):
+    """`(g, n)` as a kernel takes them: with `divide`, the caller's own (writeable, contiguous) `g`,
+    which the kernel divides by `n = divide` in place in its pass; else `g` as is and `n = 1`."""
+    return (_c(g), 1.0) if divide is None else (g, float(divide))
+
+
 def depth_beta(theta, depth):
     """`beta = u**D - v**D` for `theta` of shape (B, 2, d); returns shape (B, d)."""
     beta = np.empty((theta.shape[0], theta.shape[2]))
@@ -247,10 +253,8 @@ def depth_vjp(theta, g, depth, divide=None):
     """`J^T g = (D u**(D-1) g, -D v**(D-1) g)`, shape (B, 2, d), for `g` of shape (B, d); with `divide`,
     `g` (a writeable contiguous float array) is first divided by it in place, in the same pass."""
     out = np.empty(theta.shape)
-    if divide is None:
-        _vjp_into(_c(theta), _c(g), depth, out, 1.0)
-    else:
-        _vjp_into(_c(theta), g, depth, out, float(divide))
+    g, n = _divided(g, divide)
+    _vjp_into(_c(theta), g, depth, out, n)
     return out
 
 
@@ -313,8 +317,8 @@ def depth_vjp_step(theta, g, eta, depth, divide=None, store=True):
     B, _, d = theta.shape
     out = np.empty(theta.shape if store else (0, 2, d))
     step, beta = np.empty(theta.shape), np.empty((B, d))
-    _vjp_step_into(_c(theta), g if divide is not None else _c(g), depth, 1.0 if divide is None else float(divide),
-                   _c(eta), out, step, beta)
+    g, n = _divided(g, divide)
+    _vjp_step_into(_c(theta), g, depth, n, _c(eta), out, step, beta)
     return (out if store else None), step, beta
 
 
@@ -323,8 +327,8 @@ def depth_shifted_beta(theta, g, eta, depth, divide=None):
     beta of `depth_vjp_step`, its `J^T g` and state in a scratch row (F-GR's shifted point)."""
     B, _, d = theta.shape
     beta = np.empty((B, d))
-    _vjp_step_into(_c(theta), g if divide is not None else _c(g), depth, 1.0 if divide is None else float(divide),
-                   _c(eta), np.empty((0, 2, d)), np.empty((1, 2, d)), beta)
+    g, n = _divided(g, divide)
+    _vjp_step_into(_c(theta), g, depth, n, _c(eta), np.empty((0, 2, d)), np.empty((1, 2, d)), beta)
     return beta
 
 
@@ -335,8 +339,8 @@ def depth_fgr_step(theta, g, gs, ascent, c, eta, depth, divide=None):
     `depth_vjp_mix`, then `depth_descend`. Returns shapes (B, 2, d), (B, d)."""
     B, _, d = theta.shape
     step, beta = np.empty(theta.shape), np.empty((B, d))
-    _fgr_step_into(_c(theta), _c(g), gs if divide is not None else _c(gs), depth,
-                   1.0 if divide is None else float(divide), _c(ascent), _c(c), _c(eta), step, beta)
+    gs, ns = _divided(gs, divide)
+    _fgr_step_into(_c(theta), _c(g), gs, depth, ns, _c(ascent), _c(c), _c(eta), step, beta)
     return step, beta
 
 
@@ -344,8 +348,8 @@ def depth_vjp_mix(theta, g, G, c, depth, divide=None):
     """`(J^T g - G) c + G`, shape (B, 2, d) (`c` of shape (B,)), with `J^T g` not stored: the rounding of
     `depth_vjp` followed by `mix`, in one pass."""
     out = np.empty(theta.shape)
-    _vjp_mix_into(_c(theta), g if divide is not None else _c(g), depth, 1.0 if divide is None else float(divide),
-                  _c(G), _c(c), out)
+    g, n = _divided(g, divide)
+    _vjp_mix_into(_c(theta), g, depth, n, _c(G), _c(c), out)
     return out
 
 

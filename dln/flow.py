@@ -353,17 +353,17 @@ def _ndf_finish(D, d, I, F, ok, conv, iters, err, em, ep, rate, theta, theta_old
     step (at most `max_factor`, and 2x after a Newton failure: LSODE's RMAX, otherwise a field the
     Jacobian models poorly cycles between a failure at h, halvings and a step change back to h); never
     past `max_time`. Newton's carried rate: `max(0.2 rate_old, rate)` after a step that measured it."""
-    B, R, N = D.shape
+    B, _, N = D.shape
     Dn, In, Fn = np.empty_like(D), I.copy(), F.copy()
     refresh = np.zeros(B, np.bool_)
     attention = any_refresh = False
-    tmp = np.empty((R, N))
+    tmp = np.empty((max_order + 1, N))
     for b in range(B):
         k = I[b, ORDER]
         if ok[b]:
-            _ndf_accept_one(D[b], d[b], k, tmp)
+            _ndf_accept_one(D[b], d[b], k, Dn[b])
         else:
-            _copy(D[b], tmp)
+            _copy(D[b], Dn[b])
         fresh, failed = I[b, FRESH] == 1, I[b, FAILED] == 1
         safety = 0.9 * (2 * newton_maxiter + 1) / (2 * newton_maxiter + iters[b])
         refresh[b] = not conv[b] and not fresh
@@ -393,10 +393,10 @@ def _ndf_finish(D, d, I, F, ok, conv, iters, err, em, ep, rate, theta, theta_old
         t = F[b, T] + F[b, H] if ok[b] else F[b, T]
         if F[b, H] * f > max_time - t:
             f = (max_time - t) / F[b, H]
-        # the differences on the grid of the new step
-        _copy(tmp, Dn[b])
+        # the differences on the grid of the new step (rows 0..new_k; the others kept)
         if f != 1.0:
             RU = _ndf_RU(new_k, f)
+            _copy(Dn[b, :new_k + 1], tmp)
             for i in range(new_k + 1):
                 for n in range(N):
                     acc = 0.0
