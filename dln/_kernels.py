@@ -5,8 +5,7 @@ elementwise passes over `theta` of shape (B, 2, d). NumPy makes one pass and
 one temporary per operation; these kernels read `theta` once per quantity:
 
 - `depth_beta`: `beta = u**D - v**D`;
-- `depth_vjp`: `J^T g = (D u**(D-1) g, -D v**(D-1) g)`, and `g = X^T r / n`'s division by `n` in
-  the same pass;
+- `depth_vjp`: `J^T g = (D u**(D-1) g, -D v**(D-1) g)`;
 - `depth_descend`: `theta - eta D` and its `beta` in the same pass, so the
   next step's `beta` costs no pass of its own;
 - `residual_loss`: `r = X beta - y` in place and `L = ||r||^2 / (2n)`;
@@ -49,14 +48,6 @@ def _beta_row(u, v, depth, beta):
 
 
 @_jit
-def _divide(g, n):
-    """`g <- g / n` in place (NumPy's `g /= n`, the same rounding), in the pass that uses `g`; 1: none."""
-    if n != 1.0:
-        for i in range(g.size):
-            g[i] = g[i] / n
-
-
-@_jit
 def _beta_into(theta, depth, beta):
     for b in range(theta.shape[0]):
         _beta_row(theta[b, 0], theta[b, 1], depth, beta[b])
@@ -76,73 +67,87 @@ def _vjp_row(t, gb, depth, sign, o):
 
 
 @_jit
-def _vjp_into(theta, g, depth, out, n):
+def _vjp_into(theta, g, depth, out):
     for b in range(theta.shape[0]):
-        _divide(g[b], n)
         _vjp_row(theta[b, 0], g[b], depth, 1.0, out[b, 0])
         _vjp_row(theta[b, 1], g[b], depth, -1.0, out[b, 1])
 
 
 @_jit
-def _vjp_step_into(theta, g, depth, n, eta, out, step, beta):
-    # J^T g into `out` (unless it has no rows), `theta - eta J^T g` into `step` (a `step` of one row for
-    # B > 1: scratch, only the beta kept) and its beta, one pass (per row: g, then u, v; `J^T g` formed
-    # again for `step`, the same rounding, rather than written and read back: a loop that writes both
-    # runs at half the speed, LLVM's aliasing checks failing)
-    B, _, d = theta.shape
+def _vjp_step_over(step, g, depth, eta, out, beta):
+    # J^T g into `out` (unless it has no rows), then `theta - eta J^T g` over `step` (which holds theta) and
+    # its beta, one pass (per row: g, then u, v); the state read and written through one array, so that
+    # LLVM vectorizes without an aliasing check between them (into a second array: ~1.3x the time)
+    B, _, d = step.shape
     store = out.shape[0] > 0
     for b in range(B):
         gb, e = g[b], eta[b]
-        _divide(gb, n)
-        sb = min(b, step.shape[0] - 1)
         for k in range(2):
-            t, st = theta[b, k], step[sb, k]
+            t = step[b, k]
             if store:
                 _vjp_row(t, gb, depth, 1.0 if k == 0 else -1.0, out[b, k])
             if depth == 2:
                 s = 2.0 if k == 0 else -2.0
                 for i in range(d):
-                    st[i] = t[i] - e * (s * gb[i] * t[i])
+                    t[i] = t[i] - e * (s * gb[i] * t[i])
             else:
                 sd = depth if k == 0 else -depth
                 for i in range(d):
-                    st[i] = t[i] - e * (sd * gb[i] * _pow(t[i], depth - 1))
-        _beta_row(step[sb, 0], step[sb, 1], depth, beta[b])
+                    t[i] = t[i] - e * (sd * gb[i] * _pow(t[i], depth - 1))
+        _beta_row(step[b, 0], step[b, 1], depth, beta[b])
 
 
 @_jit
-def _fgr_step_into(theta, g, gs, depth, ns, ascent, c, eta, step, beta):
-    # F-GR's step theta - eta [G + c (J_s^T g_s - G)] into `step` and its beta, one pass (g_s divided by
-    # ns in it), G = J^T g and the shifted state theta_s = theta - ascent G formed again, the rounding of
-    # `_vjp_step_into` (theta_s), `_vjp_mix_into` (the bracket) and `_descend_over` (the step)
+def _shifted_beta_into(theta, g, depth, eta, beta):
+    # beta(theta - eta J^T g), the state not stored: u and v of a coordinate in one loop, rounded as
+    # `_vjp_step_over` rounds them
     B, _, d = theta.shape
     for b in range(B):
+        gb, e = g[b], eta[b]
+        u, v, o = theta[b, 0], theta[b, 1], beta[b]
+        if depth == 2:
+            for i in range(d):
+                x = u[i] - e * (2.0 * gb[i] * u[i])
+                y = v[i] - e * (-2.0 * gb[i] * v[i])
+                o[i] = x * x - y * y
+        else:
+            for i in range(d):
+                x = u[i] - e * (depth * gb[i] * _pow(u[i], depth - 1))
+                y = v[i] - e * (-depth * gb[i] * _pow(v[i], depth - 1))
+                o[i] = _pow(x, depth) - _pow(y, depth)
+
+
+@_jit
+def _fgr_step_over(step, g, gs, depth, ascent, c, eta, beta):
+    # F-GR's step theta - eta [G + c (J_s^T g_s - G)] over `step` (which holds theta) and its beta, one pass,
+    # G = J^T g and the shifted state theta_s = theta - ascent G formed again,
+    # the rounding of `_vjp_step_over` (theta_s), `_vjp_mix_into` (the bracket) and `_descend_over` (the step)
+    B, _, d = step.shape
+    for b in range(B):
         gb, hb, cb, e, f = g[b], gs[b], c[b], eta[b], ascent[b]
-        _divide(hb, ns)
         for k in range(2):
-            t, st = theta[b, k], step[b, k]
+            t = step[b, k]
             if depth == 2:
                 s = 2.0 if k == 0 else -2.0
                 for i in range(d):
                     x = s * gb[i] * t[i]
                     ts = t[i] - f * x
-                    st[i] = t[i] - e * ((s * hb[i] * ts - x) * cb + x)
+                    t[i] = t[i] - e * ((s * hb[i] * ts - x) * cb + x)
             else:
                 sd = depth if k == 0 else -depth
                 for i in range(d):
                     x = sd * gb[i] * _pow(t[i], depth - 1)
                     ts = t[i] - f * x
-                    st[i] = t[i] - e * ((sd * hb[i] * _pow(ts, depth - 1) - x) * cb + x)
+                    t[i] = t[i] - e * ((sd * hb[i] * _pow(ts, depth - 1) - x) * cb + x)
         _beta_row(step[b, 0], step[b, 1], depth, beta[b])
 
 
 @_jit
-def _vjp_mix_into(theta, g, depth, n, G, c, out):
+def _vjp_mix_into(theta, g, depth, G, c, out):
     # (J^T g - G) c + G into `out`, one pass; J^T g as `_vjp_into` forms it
     B, _, d = theta.shape
     for b in range(B):
         gb, cb = g[b], c[b]
-        _divide(gb, n)
         for k in range(2):
             s = 2.0 if k == 0 else -2.0
             t, o, Gk = theta[b, k], out[b, k], G[b, k]
@@ -236,12 +241,6 @@ def _c(a):
 _NONE = np.empty(0)
 
 
-def _divided(g, divide):
-    """`(g, n)` as a kernel takes them: with `divide`, the caller's own (writeable, contiguous) `g`,
-    which the kernel divides by `n = divide` in place in its pass; else `g` as is and `n = 1`."""
-    return (_c(g), 1.0) if divide is None else (g, float(divide))
-
-
 def depth_beta(theta, depth):
     """`beta = u**D - v**D` for `theta` of shape (B, 2, d); returns shape (B, d)."""
     beta = np.empty((theta.shape[0], theta.shape[2]))
@@ -249,12 +248,10 @@ def depth_beta(theta, depth):
     return beta
 
 
-def depth_vjp(theta, g, depth, divide=None):
-    """`J^T g = (D u**(D-1) g, -D v**(D-1) g)`, shape (B, 2, d), for `g` of shape (B, d); with `divide`,
-    `g` (a writeable contiguous float array) is first divided by it in place, in the same pass."""
+def depth_vjp(theta, g, depth):
+    """`J^T g = (D u**(D-1) g, -D v**(D-1) g)`, shape (B, 2, d), for `g` of shape (B, d)."""
     out = np.empty(theta.shape)
-    g, n = _divided(g, divide)
-    _vjp_into(_c(theta), g, depth, out, n)
+    _vjp_into(_c(theta), _c(g), depth, out)
     return out
 
 
@@ -310,46 +307,48 @@ def depth_hvp(theta, g, w, q, depth, gamma=None):
     return out
 
 
-def depth_vjp_step(theta, g, eta, depth, divide=None, store=True):
+def _state(theta, overwrite):
+    """The array a step writes its new state over: `theta` itself where `overwrite` (the caller's own
+    writeable contiguous float array), else a copy of it."""
+    theta = _c(theta)
+    return theta if overwrite and theta.flags.writeable else theta.copy()
+
+
+def depth_vjp_step(theta, g, eta, depth, store=True, overwrite=False):
     """`J^T g` (as `depth_vjp`), `theta' = theta - eta J^T g` (`eta` of shape (B,)) and `beta(theta')`,
-    in one pass (`theta'` as `depth_descend` forms it). Returns shapes (B, 2, d), (B, 2, d), (B, d);
-    without `store`, `J^T g` is not written (None for it): gradient descent's step."""
+    in one pass (`theta'` as `depth_descend` forms it), `theta'` written over `theta` where `overwrite`.
+    Returns shapes (B, 2, d), (B, 2, d), (B, d); without `store`, `J^T g` is not written (None for it):
+    gradient descent's step."""
     B, _, d = theta.shape
     out = np.empty(theta.shape if store else (0, 2, d))
-    step, beta = np.empty(theta.shape), np.empty((B, d))
-    g, n = _divided(g, divide)
-    _vjp_step_into(_c(theta), g, depth, n, _c(eta), out, step, beta)
+    step, beta = _state(theta, overwrite), np.empty((B, d))
+    _vjp_step_over(step, _c(g), depth, _c(eta), out, beta)
     return (out if store else None), step, beta
 
 
-def depth_shifted_beta(theta, g, eta, depth, divide=None):
-    """`beta(theta - eta J^T g)` (`eta` of shape (B,)), shape (B, d), the state itself not stored: the
-    beta of `depth_vjp_step`, its `J^T g` and state in a scratch row (F-GR's shifted point)."""
-    B, _, d = theta.shape
-    beta = np.empty((B, d))
-    g, n = _divided(g, divide)
-    _vjp_step_into(_c(theta), g, depth, n, _c(eta), np.empty((0, 2, d)), np.empty((1, 2, d)), beta)
+def depth_shifted_beta(theta, g, eta, depth):
+    """`beta(theta - eta J^T g)` (`eta` of shape (B,)), shape (B, d), in one pass that stores neither the
+    state nor `J^T g` (F-GR's shifted point), rounded as `depth_vjp_step`."""
+    beta = np.empty((theta.shape[0], theta.shape[2]))
+    _shifted_beta_into(_c(theta), _c(g), depth, _c(eta), beta)
     return beta
 
 
-def depth_fgr_step(theta, g, gs, ascent, c, eta, depth, divide=None):
+def depth_fgr_step(theta, g, gs, ascent, c, eta, depth, overwrite=False):
     """F-GR's discrete step `theta' = theta - eta [G + c (J_s^T g_s - G)]` and `beta(theta')`, one pass:
-    `G = J^T g` (`g` already divided), `J_s` at `theta_s = theta - ascent G`, `g_s` the gradient there
-    (divided by `divide` in the pass); `ascent`, `c`, `eta` of shape (B,). Bit for bit `depth_vjp_step`,
-    `depth_vjp_mix`, then `depth_descend`. Returns shapes (B, 2, d), (B, d)."""
-    B, _, d = theta.shape
-    step, beta = np.empty(theta.shape), np.empty((B, d))
-    gs, ns = _divided(gs, divide)
-    _fgr_step_into(_c(theta), _c(g), gs, depth, ns, _c(ascent), _c(c), _c(eta), step, beta)
+    `G = J^T g`, `J_s` at `theta_s = theta - ascent G`, `g_s` the gradient there; `ascent`, `c`, `eta` of
+    shape (B,); `theta'` written over `theta` where `overwrite`. Bit for bit `depth_vjp_step`, `depth_vjp_mix`, then `depth_descend`. Returns
+    shapes (B, 2, d), (B, d)."""
+    step, beta = _state(theta, overwrite), np.empty((theta.shape[0], theta.shape[2]))
+    _fgr_step_over(step, _c(g), _c(gs), depth, _c(ascent), _c(c), _c(eta), beta)
     return step, beta
 
 
-def depth_vjp_mix(theta, g, G, c, depth, divide=None):
+def depth_vjp_mix(theta, g, G, c, depth):
     """`(J^T g - G) c + G`, shape (B, 2, d) (`c` of shape (B,)), with `J^T g` not stored: the rounding of
     `depth_vjp` followed by `mix`, in one pass."""
     out = np.empty(theta.shape)
-    g, n = _divided(g, divide)
-    _vjp_mix_into(_c(theta), g, depth, n, _c(G), _c(c), out)
+    _vjp_mix_into(_c(theta), _c(g), depth, _c(G), _c(c), out)
     return out
 
 

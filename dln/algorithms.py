@@ -96,7 +96,9 @@ class Algorithm(Declared):
         raise NotImplementedError
 
     def apply(self, at, state, step, eta):
-        """`(point, state)`: the `Point` at `theta - eta D` (`eta` of shape (B,)), `D` from `update`."""
+        """`(point, state)`: the `Point` at `theta - eta D` (`eta` of shape (B,)), `D` from `update`. The
+        stepper hands over its own state: the new one may be written over `at.theta` (GD's and F-GR's
+        fused steps do so), and `at` is not used after."""
         D, state = self.update(at, state, step)
         return at.objective.descend(at.theta, D, eta), state
 
@@ -136,7 +138,7 @@ class GR(Algorithm):
     def apply(self, at, state, step, eta):
         """Gradient descent's step `theta - eta grad L` and its `beta` in one pass that stores no `grad L`."""
         if self._descent():
-            return at.step(eta, keep=False), state
+            return at.step(eta, keep=False, overwrite=True), state
         return super().apply(at, state, step, eta)
 
 
@@ -217,7 +219,7 @@ class FGR(Algorithm):
             return super().apply(at, state, step, eta)
         B = at.theta.shape[0]
         eps = per_run_vector(self.ascent(), B)
-        return at.fgr_step(eps, per_run_vector(self.gamma, B) / eps, eta), state
+        return at.fgr_step(eps, per_run_vector(self.gamma, B) / eps, eta, overwrite=True), state
 
 
 class BGR(FGR):

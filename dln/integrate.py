@@ -29,7 +29,7 @@ from . import algorithms as _alg
 from ._checks import InputError, alpha_batch, batch_size, finite_array, positive
 from ._hyper import Declared, Hyper
 from .models import Squares
-from .objective import Objective
+from .objective import Objective, Point
 
 #: a run whose loss exceeds this multiple of its initial loss has diverged
 BLOWUP = 1e12
@@ -99,6 +99,9 @@ class Steps(Declared):
 
     def start(self, objective, algorithm, at, state):
         B = at.theta.shape[0]
+        # the steps write each new state over the last (`Algorithm.apply`): the carried state is a copy of
+        # the start (which the caller may hold, and `hint` reads), its beta shared (no step writes it)
+        at = Point(objective, at.theta.copy(), at.beta)
         # the per-run parts of every `Move` are the same each step: made once, sliced with the carry
         return {"at": at, "state": state, "t": np.zeros(B), "steps": np.zeros(B, np.int64),
                 "eta": self.per_run("eta", B).astype(float), "evals": _alg.evals_per_run(algorithm, B).copy(),

@@ -41,15 +41,15 @@ class Depth:
         """`beta = u**D - v**D`, shape (B, d) (one fused pass over theta)."""
         return _kernels.depth_beta(theta, self.depth)
 
-    def vjp(self, theta, g, divide=None):
-        """`J^T g = (D u**(D-1) g, -D v**(D-1) g)`, shape (B, 2, d), for `g` of shape (B, d); with
-        `divide`, `g` (the caller's own array) is first divided by it in place, in the same pass."""
-        return _kernels.depth_vjp(theta, g, self.depth, divide)
+    def vjp(self, theta, g):
+        """`J^T g = (D u**(D-1) g, -D v**(D-1) g)`, shape (B, 2, d), for `g` of shape (B, d)."""
+        return _kernels.depth_vjp(theta, g, self.depth)
 
-    def vjp_step(self, theta, g, eta, divide=None, store=True):
+    def vjp_step(self, theta, g, eta, store=True, overwrite=False):
         """`(J^T g, theta - eta J^T g, beta(theta - eta J^T g))` in one pass (`vjp`, then `descend`);
-        without `store`, `J^T g` is not kept (None)."""
-        return _kernels.depth_vjp_step(theta, g, eta, self.depth, divide, store)
+        without `store`, `J^T g` is not kept (None); the new state written over `theta` (the caller's
+        own array) where `overwrite`."""
+        return _kernels.depth_vjp_step(theta, g, eta, self.depth, store, overwrite)
 
     def jvp(self, theta, w):
         """`J w = D (u**(D-1) w_u - v**(D-1) w_v)`, shape (B, d), for `w` of shape (B, 2, d)."""
@@ -60,18 +60,19 @@ class Depth:
         `H w` given `q = (X^T X / n) J w`, or `w + gamma H w` with `gamma` (B,) (one fused pass)."""
         return _kernels.depth_hvp(theta, g, w, q, self.depth, gamma)
 
-    def vjp_mix(self, theta, g, G, c, divide=None):
+    def vjp_mix(self, theta, g, G, c):
         """`(J^T g - G) c + G` for `c` of shape (B,), in one pass, `J^T g` not stored (`vjp`, then `mix`)."""
-        return _kernels.depth_vjp_mix(theta, g, G, c, self.depth, divide)
+        return _kernels.depth_vjp_mix(theta, g, G, c, self.depth)
 
-    def shifted_beta(self, theta, g, eta, divide=None):
+    def shifted_beta(self, theta, g, eta):
         """`beta(theta - eta J^T g)`, shape (B, d), in one pass that stores neither `J^T g` nor the state."""
-        return _kernels.depth_shifted_beta(theta, g, eta, self.depth, divide)
+        return _kernels.depth_shifted_beta(theta, g, eta, self.depth)
 
-    def fgr_step(self, theta, g, gs, ascent, c, eta, divide=None):
+    def fgr_step(self, theta, g, gs, ascent, c, eta, overwrite=False):
         """F-GR's step `theta - eta [G + c (J_s^T g_s - G)]` and its `beta` in one pass (`G = J^T g`, `J_s`
-        at `theta - ascent G`, `g_s` divided by `divide` in it); bit for bit `vjp_step`, `vjp_mix`, `descend`."""
-        return _kernels.depth_fgr_step(theta, g, gs, ascent, c, eta, self.depth, divide)
+        at `theta - ascent G`), written over `theta` where `overwrite`; bit for bit `vjp_step`, `vjp_mix`,
+        `descend`."""
+        return _kernels.depth_fgr_step(theta, g, gs, ascent, c, eta, self.depth, overwrite)
 
     def descend(self, theta, D, eta, overwrite=True):
         """`theta' = theta - eta D` for `eta` of shape (B,), and `beta(theta')`, in one pass, `theta'`
@@ -139,32 +140,30 @@ class Product:
         """`(d beta/du, d beta/dv) = (v, u)`."""
         return theta[:, ::-1]
 
-    def vjp(self, theta, g, divide=None):
-        """`J^T g = (v g, u g)`, shape (B, 2, d); with `divide`, `g` (the caller's own array) is first
-        divided by it in place."""
-        if divide is not None:
-            g /= divide
+    def vjp(self, theta, g):
+        """`J^T g = (v g, u g)`, shape (B, 2, d)."""
         return theta[:, ::-1] * g[:, None, :]
 
-    def vjp_step(self, theta, g, eta, divide=None, store=True):
-        """`(J^T g, theta - eta J^T g, beta(theta - eta J^T g))` (`J^T g` formed whatever `store`)."""
-        G = self.vjp(theta, g, divide)
+    def vjp_step(self, theta, g, eta, store=True, overwrite=False):
+        """`(J^T g, theta - eta J^T g, beta(theta - eta J^T g))` (`J^T g` formed whatever `store`; the new
+        state in a new array whatever `overwrite`)."""
+        G = self.vjp(theta, g)
         return (G, *self.descend(theta, G, eta, overwrite=False))
 
-    def vjp_mix(self, theta, g, G, c, divide=None):
+    def vjp_mix(self, theta, g, G, c):
         """`(J^T g - G) c + G` for `c` of shape (B,)."""
-        return _kernels.mix(self.vjp(theta, g, divide), G, c)
+        return _kernels.mix(self.vjp(theta, g), G, c)
 
-    def shifted_beta(self, theta, g, eta, divide=None):
+    def shifted_beta(self, theta, g, eta):
         """`beta(theta - eta J^T g)`, shape (B, d)."""
-        return self.vjp_step(theta, g, eta, divide)[2]
+        return self.vjp_step(theta, g, eta)[2]
 
-    def fgr_step(self, theta, g, gs, ascent, c, eta, divide=None):
+    def fgr_step(self, theta, g, gs, ascent, c, eta, overwrite=False):
         """F-GR's step `theta - eta [G + c (J_s^T g_s - G)]` and its `beta` (`G = J^T g`, `J_s` at
-        `theta - ascent G`, `g_s` divided by `divide`)."""
+        `theta - ascent G`; a new array whatever `overwrite`)."""
         G = self.vjp(theta, g)
         shifted = theta - ascent[:, None, None] * G
-        return self.descend(theta, self.vjp_mix(shifted, gs, G, c, divide), eta)
+        return self.descend(theta, self.vjp_mix(shifted, gs, G, c), eta)
 
     def jvp(self, theta, w):
         """`J w = v w_u + u w_v`, shape (B, d)."""

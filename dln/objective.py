@@ -83,27 +83,18 @@ class Point:
     def g(self):
         return self.objective.problem.XT(self.residual)
 
-    def _g(self):
-        """`(g, n)`: `g` cached, or `X^T r` cached as `g` and `n` to divide it by in the pass that uses it."""
-        d = self.__dict__
-        if "g" in d:
-            return d["g"], None
-        p = self.objective.problem
-        d["g"] = p.XT(self.residual, divide=False)
-        return d["g"], p.n
-
     @_cached
     def grad(self):
-        # `g = X^T r / n`: the division by n in the pass of `J^T g` (one pass over g fewer)
-        return self.objective.model.vjp(self.theta, *self._g())
+        return self.objective.model.vjp(self.theta, self.g)
 
-    def step(self, eta, keep=True):
+    def step(self, eta, keep=True, overwrite=False):
         """The `Point` at `theta - eta grad L` (`eta` of shape (B,)); `grad L` (cached here, unless not
-        `keep`), the new state and its `beta` in one pass where `grad L` is not yet formed."""
+        `keep`), the new state and its `beta` in one pass where `grad L` is not yet formed. With
+        `overwrite`, the new state may be written over this point's `theta`, which the caller then
+        drops (a stepper's own state: `Algorithm.apply`)."""
         if "grad" in self.__dict__:
             return self.objective.descend(self.theta, self.grad, eta, overwrite=False)
-        g, n = self._g()
-        G, theta, beta = self.objective.model.vjp_step(self.theta, g, eta, divide=n, store=keep)
+        G, theta, beta = self.objective.model.vjp_step(self.theta, self.g, eta, store=keep, overwrite=overwrite)
         if keep:
             self.__dict__["grad"] = G
         return Point(self.objective, theta, beta)
@@ -113,18 +104,18 @@ class Point:
         forms `grad L`, which is not stored (unless already cached)."""
         if "grad" in self.__dict__:
             return _kernels.mix(self.grad.copy(), G, c)
-        g, n = self._g()
-        return self.objective.model.vjp_mix(self.theta, g, G, c, divide=n)
+        return self.objective.model.vjp_mix(self.theta, self.g, G, c)
 
-    def fgr_step(self, eps, c, eta):
+    def fgr_step(self, eps, c, eta, overwrite=False):
         """F-GR's discrete step from this point: the `Point` at `theta - eta [G + c (grad L(theta + eps G) -
         G)]`, `G = grad L` (`eps`, `c`, `eta` of shape (B,)), in two kernel passes around the shifted
         point's matrix products (its `beta`; then the step and its `beta`), neither `G`, the shifted state
-        nor the direction stored; bit for bit `step(-eps)`, `grad_mix`, then `descend`."""
+        nor the direction stored; bit for bit `step(-eps)`, `grad_mix`, then `descend`. `overwrite` as
+        in `step`."""
         model = self.objective.model
-        g, n = self._g()
-        gs, ns = Point(self.objective, None, model.shifted_beta(self.theta, g, -eps, divide=n))._g()
-        return Point(self.objective, *model.fgr_step(self.theta, g, gs, -eps, c, eta, divide=ns))
+        g = self.g
+        gs = Point(self.objective, None, model.shifted_beta(self.theta, g, -eps)).g
+        return Point(self.objective, *model.fgr_step(self.theta, g, gs, -eps, c, eta, overwrite=overwrite))
 
     def where(self, mask, other):
         """Row by row, this point where `mask` (B,) holds, else `other` (same objective); parts cached

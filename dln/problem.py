@@ -6,6 +6,7 @@ the single problem for every run.
 """
 import zipfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -76,13 +77,16 @@ class Problem:
         r = self.residual(beta, test)
         return 0.5 * np.einsum("bn,bn->b", r, r) / r.shape[-1]
 
-    def XT(self, r, divide=True):
-        """`X^T r / n` for residuals `r` of shape (B, n); returns shape (B, d), a new array. Without
-        `divide`, `X^T r`: the caller divides by `n` (`Point.grad` does so in the pass of `J^T g`)."""
-        g = r @ self.X[0] if self.P == 1 else np.matmul(r[:, None, :], self.X)[:, 0, :]
-        if divide:
-            g /= self.n  # in place: no second (B, d) temporary
-        return g
+    @cached_property
+    def Xn(self):
+        """`X / n`, shape (P, n, d), formed at first use: `XT`'s product gives `X^T r / n` with no
+        division per step (a pass over every gradient that cost 6% of a discrete step at B = 256)."""
+        return self.X / self.n
+
+    def XT(self, r):
+        """`X^T r / n = (X / n)^T r` for residuals `r` of shape (B, n); returns shape (B, d), a new array."""
+        Xn = self.Xn
+        return r @ Xn[0] if self.P == 1 else np.matmul(r[:, None, :], Xn)[:, 0, :]
 
     def grad(self, beta):
         """`g(beta) = X^T (X beta - y) / n`, shape (B, d), and the loss, shape (B,)."""

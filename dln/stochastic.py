@@ -65,8 +65,8 @@ class _Rows:
             out *= self.scale
         return out
 
-    def XT(self, r, divide=True):
-        return self.problem.XT(r if self.scale is None else r * self.scale, divide)
+    def XT(self, r):
+        return self.problem.XT(r if self.scale is None else r * self.scale)
 
 
 def _on(at, problem):

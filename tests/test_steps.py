@@ -133,6 +133,20 @@ def test_batched_steps_equal_a_loop_of_single_runs(small, make, hyper, K):
         _same_row(batched, b, single, small)
 
 
+@pytest.mark.parametrize("alg", [dln.GD(), dln.FGR(0.5, 0.05)], ids=repr)
+def test_steps_write_over_their_own_state_never_the_callers(small, rng, alg):
+    """GD's and F-GR's fused steps write each state over the last: the run starts from a copy, so the
+    caller's `theta0` is left as it was, and the run equals one from a fresh copy of it bit for bit."""
+    theta0 = rng.uniform(0.2, 1.0, (2, 2, small.d))
+    before = theta0.copy()
+    res = dln.run(small, alg, dln.Steps(0.02, 30), theta0=theta0, save_at=[0.1, 0.3], loss_tol=0)
+    np.testing.assert_array_equal(theta0, before)
+    again = dln.run(small, alg, dln.Steps(0.02, 30), theta0=before.copy(), save_at=[0.1, 0.3], loss_tol=0)
+    np.testing.assert_array_equal(res.theta, again.theta)
+    np.testing.assert_array_equal(res.saved.beta, again.saved.beta)
+    assert not np.array_equal(res.saved.beta[:, 0], res.saved.beta[:, 1])  # saves are not the live state
+
+
 def test_seed_batched_problems_equal_single_problems():
     seeds = [0, 1, 2]
     stacked = dln.make_problem(n=6, d=12, s=2, seed=seeds, n_test=20)
