@@ -358,8 +358,7 @@ def _collapsed(model, theta, scale0, L, L0):
     """Runs driven to `u, v -> 0` without fitting the data, shape (B,): some coordinate's scale fell
     below `COLLAPSE` times its initial value while the loss is still above half the initial loss."""
     with np.errstate(all="ignore"):
-        ratio = _scale(model, theta) / scale0
-        low = np.any(ratio < COLLAPSE, axis=1)
+        low = _kernels.any_below(_scale(model, theta), scale0, COLLAPSE)
     return low & (L >= 0.5 * L0)
 
 

@@ -108,3 +108,21 @@ def test_gradient_flow_ends_at_the_dual_solution(problem, la):
     assert res.status[0] == "converged"
     _check_limit(problem, res, 0, np.full(problem.d, alpha))
 
+
+
+special = st.sampled_from([0.0, 1e-300, 1e-7, 1e-6, 1.0, 3.5, np.inf, np.nan])
+
+
+@FAST
+@given(st.integers(1, 4), st.integers(1, 6), st.data())
+def test_the_collapse_kernel_is_numpys_expression(B, d, data):
+    """`_kernels.any_below(a, ref, c)` is the driver's former `np.any(a / ref < c, axis=1)` (NaN and
+    0/0 compare false in both) on states with zeros, infinities, NaN and values around the threshold;
+    references are scales, positive and above the range where `c ref` underflows."""
+    from dln import _kernels
+    a = np.array(data.draw(st.lists(special, min_size=B * d, max_size=B * d))).reshape(B, d)
+    ref = np.array(data.draw(st.lists(st.sampled_from([1e-60, 1.0, 7.0, np.inf]), min_size=B * d,
+                                      max_size=B * d))).reshape(B, d)
+    with np.errstate(all="ignore"):
+        expected = np.any(a / ref < 1e-6, axis=1)
+    np.testing.assert_array_equal(_kernels.any_below(a, ref, 1e-6), expected)
