@@ -596,12 +596,9 @@ def _coordinates(objective, algorithm, theta):
     B = theta.shape[0]
     if not model.positive:
         return _Plain(problem, model)
-    if algorithm.mirror and isinstance(model, Depth) and model.depth == 2:
-        XXt = np.matmul(problem.X, np.swapaxes(problem.X, 1, 2))
-        ev = np.linalg.eigvalsh(XXt)
-        if np.all(ev[:, -1] > 0) and np.all(ev[:, 0] > 1e-10 * ev[:, -1]):
-            free = np.broadcast_to(np.asarray(algorithm.drift_free(), bool), (B,))
-            return _Dual(problem, model, np.linalg.solve(XXt, problem.X), theta, free)
+    if algorithm.mirror and isinstance(model, Depth) and model.depth == 2 and problem.row_map is not None:
+        free = np.broadcast_to(np.asarray(algorithm.drift_free(), bool), (B,))
+        return _Dual(problem, model, problem.row_map, theta, free)
     return _Mirror(problem, model, theta)
 
 

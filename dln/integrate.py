@@ -362,18 +362,6 @@ def _collapsed(model, theta, scale0, L, L0):
     return low & (L >= 0.5 * L0)
 
 
-def _floor(problem, B):
-    """Least-squares floor `min_beta L(beta)` per run, shape (B,): 0 (up to round-off) when the data
-    have an interpolator."""
-    out = np.empty(problem.P)
-    for i in range(problem.P):
-        X, y = problem.X[i], problem.y[i]
-        beta = np.linalg.lstsq(X, y, rcond=None)[0]
-        r = X @ beta - y
-        out[i] = 0.5 * (r @ r) / problem.n
-    return np.broadcast_to(out, (B,)) if problem.P == 1 else out
-
-
 def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_wall, progress):
     """The batch loop, written once for every stepper (see the module doc)."""
     B = theta0.shape[0]
@@ -385,7 +373,8 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
         state = algorithm.init(at0, seeds)
         carry = stepper.start(objective, algorithm, at0, state)
         scale0 = _scale(model, theta0)
-    floor = _floor(objective.problem, B)
+    floor = objective.problem.floor  # least-squares floor: 0 up to round-off where the data interpolate
+    floor = np.broadcast_to(floor, (B,)) if floor.size == 1 else floor
     floor_tol = np.maximum(tol, 1e-9 * floor)
     no_interp = floor > tol
     max_steps, max_time = stepper.max_steps, stepper.max_time

@@ -28,6 +28,10 @@ class Problem:
     y_test : ndarray, shape (P, m), or None
     beta_star : ndarray, shape (P, d), or None
         The planted regressor, when known.
+
+    A problem is read as immutable: `Xn`, `floor` and `row_map` are formed from `X` and `y` at their
+    first use and kept (a runs' sweep over one problem forms them once); to change the data, make a
+    new `Problem`.
     """
 
     X: np.ndarray
@@ -82,6 +86,28 @@ class Problem:
         """`X / n`, shape (P, n, d), formed at first use: `XT`'s product gives `X^T r / n` with no
         division per step (a pass over every gradient that cost 6% of a discrete step at B = 256)."""
         return self.X / self.n
+
+    @cached_property
+    def floor(self):
+        """Least-squares floor `min_beta L(beta)` per problem, shape (P,): 0 (up to round-off) where the
+        data have an interpolator (a least-squares solve per problem, at first use)."""
+        out = np.empty(self.P)
+        for i in range(self.P):
+            X, y = self.X[i], self.y[i]
+            r = X @ np.linalg.lstsq(X, y, rcond=None)[0] - y
+            out[i] = 0.5 * (r @ r) / self.n
+        return out
+
+    @cached_property
+    def row_map(self):
+        """`G = (X X^T)^{-1} X`, shape (P, n, d): `nu = G z` for `z` in the row space of `X` (`z = X^T nu`),
+        the flow's dual coordinates; None where some `X X^T` is singular or ill-conditioned (smallest
+        eigenvalue at most 1e-10 of the largest)."""
+        XXt = np.matmul(self.X, np.swapaxes(self.X, 1, 2))
+        ev = np.linalg.eigvalsh(XXt)
+        if np.all(ev[:, -1] > 0) and np.all(ev[:, 0] > 1e-10 * ev[:, -1]):
+            return np.linalg.solve(XXt, self.X)
+        return None
 
     def XT(self, r):
         """`X^T r / n = (X / n)^T r` for residuals `r` of shape (B, n); returns shape (B, d), a new array."""
