@@ -76,25 +76,31 @@ def _vjp_into(theta, g, depth, out):
 @_jit
 def _vjp_step_over(step, g, depth, eta, out, beta):
     # J^T g into `out` (unless it has no rows), then `theta - eta J^T g` over `step` (which holds theta) and
-    # its beta, one pass (per row: g, then u, v); the state read and written through one array, so that
-    # LLVM vectorizes without an aliasing check between them (into a second array: ~1.3x the time)
+    # its beta, u and v of a coordinate in one loop: the state read and written through one array (into a
+    # second one, LLVM vectorized only behind aliasing checks: ~1.3x the time), and no pass of its own for
+    # beta (~10% faster than three loops per row)
     B, _, d = step.shape
     store = out.shape[0] > 0
     for b in range(B):
         gb, e = g[b], eta[b]
-        for k in range(2):
-            t = step[b, k]
-            if store:
-                _vjp_row(t, gb, depth, 1.0 if k == 0 else -1.0, out[b, k])
-            if depth == 2:
-                s = 2.0 if k == 0 else -2.0
-                for i in range(d):
-                    t[i] = t[i] - e * (s * gb[i] * t[i])
-            else:
-                sd = depth if k == 0 else -depth
-                for i in range(d):
-                    t[i] = t[i] - e * (sd * gb[i] * _pow(t[i], depth - 1))
-        _beta_row(step[b, 0], step[b, 1], depth, beta[b])
+        u, v, bb = step[b, 0], step[b, 1], beta[b]
+        if store:
+            _vjp_row(u, gb, depth, 1.0, out[b, 0])
+            _vjp_row(v, gb, depth, -1.0, out[b, 1])
+        if depth == 2:
+            for i in range(d):
+                x = u[i] - e * (2.0 * gb[i] * u[i])
+                y = v[i] - e * (-2.0 * gb[i] * v[i])
+                u[i] = x
+                v[i] = y
+                bb[i] = x * x - y * y
+        else:
+            for i in range(d):
+                x = u[i] - e * (depth * gb[i] * _pow(u[i], depth - 1))
+                y = v[i] - e * (-depth * gb[i] * _pow(v[i], depth - 1))
+                u[i] = x
+                v[i] = y
+                bb[i] = _pow(x, depth) - _pow(y, depth)
 
 
 @_jit
@@ -119,27 +125,31 @@ def _shifted_beta_into(theta, g, depth, eta, beta):
 
 @_jit
 def _fgr_step_over(step, g, gs, depth, ascent, c, eta, beta):
-    # F-GR's step theta - eta [G + c (J_s^T g_s - G)] over `step` (which holds theta) and its beta, one pass,
-    # G = J^T g and the shifted state theta_s = theta - ascent G formed again,
+    # F-GR's step theta - eta [G + c (J_s^T g_s - G)] over `step` (which holds theta) and its beta, one loop
+    # per run as `_vjp_step_over`, G = J^T g and the shifted state theta_s = theta - ascent G formed again,
     # the rounding of `_vjp_step_over` (theta_s), `_vjp_mix_into` (the bracket) and `_descend_over` (the step)
     B, _, d = step.shape
     for b in range(B):
         gb, hb, cb, e, f = g[b], gs[b], c[b], eta[b], ascent[b]
-        for k in range(2):
-            t = step[b, k]
-            if depth == 2:
-                s = 2.0 if k == 0 else -2.0
-                for i in range(d):
-                    x = s * gb[i] * t[i]
-                    ts = t[i] - f * x
-                    t[i] = t[i] - e * ((s * hb[i] * ts - x) * cb + x)
-            else:
-                sd = depth if k == 0 else -depth
-                for i in range(d):
-                    x = sd * gb[i] * _pow(t[i], depth - 1)
-                    ts = t[i] - f * x
-                    t[i] = t[i] - e * ((sd * hb[i] * _pow(ts, depth - 1) - x) * cb + x)
-        _beta_row(step[b, 0], step[b, 1], depth, beta[b])
+        u, v, bb = step[b, 0], step[b, 1], beta[b]
+        if depth == 2:
+            for i in range(d):
+                xu = 2.0 * gb[i] * u[i]
+                xv = -2.0 * gb[i] * v[i]
+                x = u[i] - e * ((2.0 * hb[i] * (u[i] - f * xu) - xu) * cb + xu)
+                y = v[i] - e * ((-2.0 * hb[i] * (v[i] - f * xv) - xv) * cb + xv)
+                u[i] = x
+                v[i] = y
+                bb[i] = x * x - y * y
+        else:
+            for i in range(d):
+                xu = depth * gb[i] * _pow(u[i], depth - 1)
+                xv = -depth * gb[i] * _pow(v[i], depth - 1)
+                x = u[i] - e * ((depth * hb[i] * _pow(u[i] - f * xu, depth - 1) - xu) * cb + xu)
+                y = v[i] - e * ((-depth * hb[i] * _pow(v[i] - f * xv, depth - 1) - xv) * cb + xv)
+                u[i] = x
+                v[i] = y
+                bb[i] = _pow(x, depth) - _pow(y, depth)
 
 
 @_jit
