@@ -30,7 +30,7 @@ class Problem:
         The planted regressor, when known.
 
     A problem is read as immutable: `Xn`, `floor` and `row_map` are formed from `X` and `y` at their
-    first use and kept (a runs' sweep over one problem forms them once); to change the data, make a
+    first use and kept (a sweep of runs over one problem forms them once); to change the data, make a
     new `Problem`.
     """
 
