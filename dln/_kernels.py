@@ -8,8 +8,12 @@ one temporary per operation; these kernels read `theta` once per quantity:
 - `depth_vjp`: `J^T g = (D u**(D-1) g, -D v**(D-1) g)`;
 - `depth_descend`: `theta - eta D` and its `beta` in the same pass, so the
   next step's `beta` costs no pass of its own;
+- `depth_vjp_step`, `depth_fgr_step`: GD's and F-GR's discrete steps and the new `beta`, one loop per
+  run, written over the state they read where the caller owns it (the stepper's state);
+  `depth_shifted_beta`: the `beta` of F-GR's shifted point, the shifted state not stored;
 - `residual_loss`: `r = X beta - y` in place and `L = ||r||^2 / (2n)`;
-- `alpha_eff2`: the squares model's `sqrt(u v)` (the driver's collapse test reads it every 32 steps);
+- `alpha_eff2`: the squares model's `sqrt(u v)` (the driver's collapse test reads it every 32 steps),
+  and `any_below`, that test's comparison with the initial scale;
 - `mix`: F-GR's `G + c (D - G)` in place over `D`, where NumPy makes three passes.
 - `depth_jvp`, `depth_hvp`: the two elementwise halves of the Hessian-vector product (exact GR)
   around its matrix products, `J w` and `J^T q + sum_i g_i (d^2 beta_i / d theta^2) w`.
