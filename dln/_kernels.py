@@ -341,11 +341,12 @@ def depth_hvp(theta, g, w, q, depth, gamma=None):
     return out
 
 
-def _state(theta, overwrite):
-    """The array a step writes its new state over: `theta` itself where `overwrite` (the caller's own
-    writeable contiguous float array), else a copy of it."""
-    theta = _c(theta)
-    return theta if overwrite and theta.flags.writeable else theta.copy()
+def _own(a, overwrite=True):
+    """The array a kernel writes its result over: `a` itself where `overwrite` and `a` is a writeable
+    contiguous float array (the caller's own), else a copy of it (one copy, also where `a` needed
+    converting)."""
+    c = _c(a)
+    return c if (overwrite or c is not a) and c.flags.writeable else c.copy()
 
 
 def depth_vjp_step(theta, g, eta, depth, store=True, overwrite=False):
@@ -355,7 +356,7 @@ def depth_vjp_step(theta, g, eta, depth, store=True, overwrite=False):
     gradient descent's step."""
     B, _, d = theta.shape
     out = np.empty(theta.shape if store else (0, 2, d))
-    step, beta = _state(theta, overwrite), np.empty((B, d))
+    step, beta = _own(theta, overwrite), np.empty((B, d))
     _vjp_step_over(step, _c(g), depth, _c(eta), out, beta)
     return (out if store else None), step, beta
 
@@ -371,9 +372,9 @@ def depth_shifted_beta(theta, g, eta, depth):
 def depth_fgr_step(theta, g, gs, ascent, c, eta, depth, overwrite=False):
     """F-GR's discrete step `theta' = theta - eta [G + c (J_s^T g_s - G)]` and `beta(theta')`, one pass:
     `G = J^T g`, `J_s` at `theta_s = theta - ascent G`, `g_s` the gradient there; `ascent`, `c`, `eta` of
-    shape (B,); `theta'` written over `theta` where `overwrite`. Bit for bit `depth_vjp_step`, `depth_vjp_mix`, then `depth_descend`. Returns
-    shapes (B, 2, d), (B, d)."""
-    step, beta = _state(theta, overwrite), np.empty((theta.shape[0], theta.shape[2]))
+    shape (B,); `theta'` written over `theta` where `overwrite`. Bit for bit `depth_vjp_step`,
+    `depth_vjp_mix`, then `depth_descend`. Returns shapes (B, 2, d), (B, d)."""
+    step, beta = _own(theta, overwrite), np.empty((theta.shape[0], theta.shape[2]))
     _fgr_step_over(step, _c(g), _c(gs), depth, _c(ascent), _c(c), _c(eta), beta)
     return step, beta
 
@@ -396,9 +397,7 @@ def depth_descend(theta, D, eta, depth, overwrite=True):
     beta = np.empty((theta.shape[0], theta.shape[2]))
     theta, eta = _c(theta), _c(eta)
     if overwrite:
-        D = _c(D)
-        if not D.flags.writeable:
-            D = D.copy()
+        D = _own(D)
         _descend_over(theta, D, eta, depth, beta)
         return D, beta
     out = np.empty(theta.shape)
@@ -411,9 +410,7 @@ def mix(D, G, c):
     finite-difference combination of F-GR, `G + (gamma/eps) (grad L(theta + eps p) - G)`, with
     NumPy's rounding of `D -= G; D *= c; D += G`. Returns `D` (a new array where `D` was not a
     writeable contiguous float array)."""
-    D = _c(D)
-    if not D.flags.writeable:
-        D = D.copy()
+    D = _own(D)
     _mix_over(D, _c(G), _c(c))
     return D
 
