@@ -44,6 +44,8 @@ from .models import Depth
 MAX_REJECTS = 40
 #: accepted steps in a row that leave theta unchanged in floating point after which a run is stalled
 MAX_FROZEN = 100
+#: `log alpha_eff` below which a run has collapsed (`alpha_eff < 1e-150`)
+LOG_FLOOR = -345.0
 
 
 class Flow(Declared):
@@ -120,14 +122,15 @@ def _failures(algorithm, cs, carry, ok, speed, attention):
     tolerance: the flow stays there), a state frozen in floating point for `MAX_FROZEN` accepted
     steps, collapse of `alpha_eff`, a step fallen to round-off or NaN, or `MAX_REJECTS` rejections
     in a row (an overflowing state). `attention`: some run was rejected, has a direction that is zero
-    or not finite, or left theta unchanged (else only collapse is tested). Returns `(failed, why)`,
-    str arrays (`""` for a run that goes on), or `(None, None)` where no run failed."""
+    or not finite, left theta unchanged or has some `log alpha_eff` below `LOG_FLOOR` (else no run
+    failed). Returns `(failed, why)`, str arrays (`""` for a run that goes on), or `(None, None)` where
+    no run failed."""
+    if not attention:  # the common case
+        return None, None
     F, I, L = carry["F"], carry["I"], carry["at"].loss
     t, h, frozen, rejects = F[:, T], F[:, H], I[:, FROZEN], I[:, REJECTS]
     B = t.shape[0]
     m = cs.log_alpha(carry["D"][:, 0]) if cs.drift else None
-    if not attention and (m is None or m.min() >= -345):  # the common case: no run failed
-        return None, None
     name = type(algorithm).__name__
     failed = np.full(B, "", dtype=object)
     why = np.full(B, "", dtype=object)
@@ -147,7 +150,7 @@ def _failures(algorithm, cs, carry, ok, speed, attention):
     stuck = ~ok & ((t + h == t) | ~np.isfinite(h) | (rejects >= MAX_REJECTS)) & (failed == "")
     if m is not None:
         drop = np.min(m - cs.m0, axis=1)
-        collapsed = (drop < -np.log(1e6)) & stuck | (np.min(m, axis=1) < -345)
+        collapsed = (drop < -np.log(1e6)) & stuck | (np.min(m, axis=1) < LOG_FLOOR)
     else:
         collapsed = np.zeros(B, bool)
     for i in np.flatnonzero(collapsed):
@@ -339,13 +342,14 @@ def _ndf_RU(k, f):
 
 
 @_jit
-def _ndf_finish(D, d, I, F, ok, conv, iters, err, em, ep, rate, theta, theta_old, max_time, newton_maxiter,
+def _ndf_finish(D, d, I, F, ok, conv, iters, err, em, ep, rate, theta, theta_old, m_cols, max_time, newton_maxiter,
                 max_order, min_factor, max_factor):
     """The end of a step, per run: the differences of an accepted step (`_ndf_accept_one`); the next
     step size and order; the differences re-expressed on the new step's grid (rows `0..k`:
     `(R(f) R(1))^T D`); the counters. Returns the new `(D, I, F)`, the runs whose Jacobian must be
     refreshed (Newton failed with a stale one) and whether there is one, and whether any run needs
-    `_failures`' attention (rejected, direction zero or not finite, theta frozen).
+    `_failures`' attention (rejected, direction zero or not finite, theta frozen, or some `log alpha_eff`,
+    the columns `m_cols = (lo, hi)` of `y`, below `LOG_FLOOR` or NaN).
 
     Step and order: after an error-test rejection smaller (`safety err^(-1/(k+1))`, at least
     `min_factor`); after a Newton failure with a fresh Jacobian halved, with a stale one retried with a
@@ -425,6 +429,8 @@ def _ndf_finish(D, d, I, F, ok, conv, iters, err, em, ep, rate, theta, theta_old
         if conv[b] and iters[b] > 1:
             Fn[b, RATE] = max(0.2 * F[b, RATE], rate[b])
         attention |= not ok[b] or In[b, FROZEN] > 0
+        for n in range(m_cols[0], m_cols[1]):
+            attention |= not Dn[b, 0, n] >= LOG_FLOOR
     return Dn, In, Fn, refresh, any_refresh, attention
 
 
@@ -533,7 +539,7 @@ class _BDF:
         th = cs.theta(y_pred)
         point = objective.at(th)
         w = cs.weights(th, at.beta, point.beta, flow)
-        solve = cs.solver(jac, c)  # r -> (I - c J)^{-1} r
+        correct = cs.corrector(jac, c, psi, w)
         # simplified Newton on `c f(y) - psi - (y - y_p) = 0`, every run together; a run leaves the loop
         # when it converged (estimated remaining error `rate / (1 - rate) |dy| < NEWTON_TOL`, `rate` the
         # contraction measured in this step or carried from the last one) or when it diverges
@@ -546,10 +552,8 @@ class _BDF:
             if it:
                 th = cs.theta(yk)
                 point = objective.at(th)
-            f = cs.rate(th, algorithm.update(point, state, 0)[0])
-            _newton_rhs(f, c, psi, dsum)
-            dy = solve(f)
-            old, norm = norm, cs.norm(dy, w)
+            dy, new_norm = correct(th, algorithm.update(point, state, 0)[0], dsum)
+            old, norm = norm, new_norm
             old = norm if old is None else old  # (not read in the first iteration)
             if _newton_update(it, self.NEWTON_MAXITER, self.NEWTON_TOL, norm, old, rate, done, conv, iters, yk, dsum,
                               dy):
@@ -565,7 +569,7 @@ class _BDF:
         else:
             em = ep = err
         D_new, ints_new, floats_new, refresh, any_refresh, attention = _ndf_finish(
-            D, dsum, ints, floats, ok, conv, iters, err, em, ep, rate, th_new, at.theta, float(flow.max_time),
+            D, dsum, ints, floats, ok, conv, iters, err, em, ep, rate, th_new, at.theta, cs.m_cols, float(flow.max_time),
             self.NEWTON_MAXITER, self.MAX_ORDER, self.MIN_FACTOR, self.MAX_FACTOR)
         if any_refresh:
             jac = self._refresh(cs, algorithm, at, jac, refresh)
@@ -607,8 +611,9 @@ class _Coordinates:
     the error measures. Per-run attributes (names in `per_run`) are sliced by `take`."""
 
     per_run = ()
-    #: whether `m = log alpha_eff` is part of the state (so it may collapse)
+    #: whether `m = log alpha_eff` is part of the state (so it may collapse), and its columns `(lo, hi)` of `y`
     drift = False
+    m_cols = (0, 0)
 
     def take(self, idx):
         out = object.__new__(type(self))
@@ -634,16 +639,54 @@ class _Coordinates:
         """`r -> (I - c J)^{-1} r` with the Jacobian `jac` (`_low_rank`); it may overwrite `r`."""
         return _low_rank_solver(self.problem, jac, c)
 
+    def corrector(self, jac, c, psi, w):
+        """A step's Newton correction, `(theta, D, d) -> (dy, |dy|)`: the residual of the NDF's implicit formula
+        at `y = y_p + d`, `f = c y' - psi - d` (`y'` the rate of `theta' = -D` at `theta = theta(y)`), and
+        `dy = (I - c J)^{-1} f` with its norm (weights `w`)."""
+        solve = self.solver(jac, c)
+
+        def correct(theta, D, d):
+            f = self.rate(theta, D)
+            _newton_rhs(f, c, psi, d)
+            dy = solve(f)
+            return dy, self.norm(dy, w)
+        return correct
+
 
 @_jit
-def _dual_exponents(half, z0, m, out):
-    """`out = (m + z/2, m - z/2)`, `z = z0 + half` (`half = X^T nu`), (B, 2, d): `(log u, log v)`."""
-    B, d = half.shape
+def _times(x, A):
+    """`x_b A_b` per run, (B, m), for `x` (B, k) and `A` (P, k, m) (P = 1: one product for the batch)."""
+    x = np.ascontiguousarray(x)
+    if A.shape[0] == 1:
+        return np.dot(x, A[0])
+    out = np.empty((x.shape[0], A.shape[2]))
+    for b in range(x.shape[0]):
+        row = np.dot(x[b], A[b])
+        for i in range(row.size):
+            out[b, i] = row[i]
+    return out
+
+
+@_jit
+def _dual_exponents(y, X, z0, m0, out):
+    """`out = (m + z/2, m - z/2)`, `z = z0 + X^T nu`, (B, 2, d): `(log u, log v)` of `y = nu` (`m = m0`) or
+    `y = (nu, m)`."""
+    B, N = y.shape
+    n, d = X.shape[1], X.shape[2]
+    half = _times(y[:, :n], X)
     for b in range(B):
+        m = y[b, n:] if N > n else m0[b]
         for i in range(d):
             z = 0.5 * (z0[b, i] + half[b, i])
-            out[b, 0, i] = m[b, i] + z
-            out[b, 1, i] = m[b, i] - z
+            out[b, 0, i] = m[i] + z
+            out[b, 1, i] = m[i] - z
+
+
+@_jit
+def _dual_norm(dy, X, wz, wm):
+    """The weighted max norm of a change `dy = (dnu, dm)`: `max(max_i |(X^T dnu)_i| wz_i, max_j |dm_j| wm_j)`, (B,)."""
+    n = X.shape[1]
+    return _wmax(_times(dy[:, :n], X), wz, dy[:, n:], wm)
 
 
 @_jit
@@ -672,32 +715,61 @@ def _dual_weights(theta, beta, beta_new, atol, rtol, wz, wm):
                 wm[b, i] = _nanmax(2 * abs(beta_new[b, i]) * s, 1 / rtol)
 
 
+@_jit
+def _dual_rate(D, theta, keep_m, GT, N):
+    """The rate `y'` (B, N) of `theta' = -D` in `y = nu` or `y = (nu, m)`: `nu' = G z'` (`GT` = `G^T`, (P, d, n)),
+    `z'` and `m'` as `_dual_rates`."""
+    B, _, d = theta.shape
+    n = GT.shape[2]
+    out = np.empty((B, N))
+    zr = np.empty((B, d))
+    _dual_rates(D, theta, keep_m, zr, out[:, n:])
+    _copy(_times(zr, GT), out[:, :n])
+    return out
+
+
+@_jit
+def _dual_correct(D, theta, keep_m, GT, c, psi, d, V, shrink, X, wz, wm):
+    """The Newton correction in `y = (nu, m)` (`_Coordinates.corrector`): the rate `y'` of `theta' = -D`
+    (`_dual_rate`), `f = c y' - psi - d`, `dy = (V diag(shrink) V^T f_nu, f_m)` and its norm
+    (`_dual_norm`). Returns `(dy, norm)`."""
+    dy = _dual_rate(D, theta, keep_m, GT, psi.shape[1])
+    _newton_rhs(dy, c, psi, d)
+    n = GT.shape[2]
+    for b in range(dy.shape[0]):
+        row = np.dot(V[b], np.dot(dy[b, :n], V[b]) * shrink[b])
+        for j in range(n):
+            dy[b, j] = row[j]
+    return dy, _dual_norm(dy, X, wz, wm)
+
+
 class _Dual(_Coordinates):
     """`y = nu` (every run drift-free) or `y = (nu, m)`: `z = z0 + X^T nu`, `m = log alpha_eff`.
 
-    `G = (X X^T)^{-1} X` (per problem) maps `z'` to `nu'`. Per-run arrays: `z0`, `m0` (B, d) and the
-    drift mask `keep_m` (B, 1) (0 where `drift_free()`).
+    `G = (X X^T)^{-1} X` (per problem) maps `z'` to `nu'`, kept as `GT = G^T` (`Problem.row_map`). Per-run
+    arrays: `z0`, `m0` (B, d) and the drift mask `keep_m` (B, 1) (0 where `drift_free()`).
     """
 
     per_run = _Coordinates.per_run + ("z0", "m0", "keep_m")
 
-    def __init__(self, problem, model, G, theta, free):
-        self.problem, self.model, self.G = problem, model, G
+    def __init__(self, problem, model, GT, theta, free):
+        self.problem, self.model, self.GT = problem, model, GT
         lu, lv = np.log(theta[:, 0]), np.log(theta[:, 1])
         self.z0, self.m0 = lu - lv, (lu + lv) / 2
         self.keep_m = 1.0 - free[:, None]
         self.drift = not free.all()
+        if self.drift:
+            self.m_cols = (problem.n, problem.n + problem.d)
 
     def take(self, idx):
         out = super().take(idx)
         if self.problem.P > 1:
-            out.G = self.G[idx]
+            out.GT = self.GT[idx]
         return out
 
     def _XT(self, nu):
         """`X^T nu`, shape (B, d)."""
-        X = self.problem.X
-        return nu @ X[0] if X.shape[0] == 1 else np.matmul(nu[:, None, :], X)[:, 0]
+        return _times(nu, self.problem.X)
 
     def y0(self, theta):
         nu = np.zeros((theta.shape[0], self.problem.n))
@@ -709,9 +781,8 @@ class _Dual(_Coordinates):
 
     def theta(self, y):
         """`(u, v) = exp(m +- z/2)` (NumPy's vectorized `exp`: numba's, per element, is 5-10x slower)."""
-        nu, m = self._split(y)
         out = np.empty((y.shape[0], 2, self.problem.d))
-        _dual_exponents(self._XT(nu), self.z0, m, out)
+        _dual_exponents(y, self.problem.X, self.z0, self.m0, out)
         return np.exp(out, out=out)
 
     def log_alpha(self, y):
@@ -719,16 +790,7 @@ class _Dual(_Coordinates):
 
     def rate(self, theta, D):
         """`y'` of `theta' = -D`: `z' = -(D_u/u - D_v/v)`, `nu' = G z'`, `m' = -(D_u/u + D_v/v)/2`."""
-        B, n, d = theta.shape[0], self.problem.n, self.problem.d
-        out = np.empty((B, n + d if self.drift else n))
-        zr = np.empty((B, d))
-        _dual_rates(D, theta, self.keep_m, zr, out[:, n:])
-        G = self.G
-        if G.shape[0] == 1:
-            np.matmul(zr, G[0].T, out=out[:, :n])
-        else:
-            out[:, :n] = np.matmul(G, zr[..., None])[..., 0]
-        return out
+        return _dual_rate(D, theta, self.keep_m, self.GT, self.problem.n + (self.problem.d if self.drift else 0))
 
     def speed(self, F, y):
         nu, m = self._split(F)
@@ -748,17 +810,16 @@ class _Dual(_Coordinates):
         eigendecomposition of `K` (symmetric positive semi-definite), `{"lam", "V", "gamma"}`."""
         return _eig(self.problem, np.square(theta).sum(axis=1) * 4, stiff)
 
-    def solver(self, jac, c):
-        """`r -> (I - c J)^{-1} r`: `V diag(1 / (1 + c (lam + gamma lam^2))) V^T r` on `nu`, `r` on `m`;
-        in place (`r` is overwritten and returned)."""
-        V, n = jac["V"], self.problem.n
+    def corrector(self, jac, c, psi, w):
+        """The Newton correction in one kernel (`_dual_correct`): `(I - c J)^{-1} = V diag(1 / (1 + c (lam +
+        gamma lam^2))) V^T` on `nu`, the identity on `m`."""
+        GT, V, X, keep_m = self.GT, jac["V"], self.problem.X, self.keep_m
         shrink = _shrink(c, jac["mu"])
+        wz, wm = w
 
-        def solve(r):
-            nu = r[:, :n]
-            np.matmul(V, (np.matmul(nu[:, None, :], V)[:, 0] * shrink)[..., None], out=nu[..., None])
-            return r
-        return solve
+        def correct(theta, D, d):
+            return _dual_correct(D, theta, keep_m, GT, c, psi, d, V, shrink, X, wz, wm)
+        return correct
 
     def weights(self, theta, beta, beta_new, flow):
         """Per-coordinate weights of the error norm: an error `dz` in `z` (`dm` in `m`) counts as
@@ -774,8 +835,7 @@ class _Dual(_Coordinates):
 
     def norm(self, dy, w):
         """The weighted max norm of a change `dy` of the state (1: at the tolerance), (B,)."""
-        n = self.problem.n
-        return _wmax(self._XT(dy[:, :n]), w[0], dy[:, n:], w[1])
+        return _dual_norm(dy, self.problem.X, w[0], w[1])
 
     def dbeta(self, theta, dy):
         nu, m = self._split(dy)
@@ -795,6 +855,7 @@ class _Mirror(_Coordinates):
 
     def __init__(self, problem, model, theta):
         self.problem, self.model = problem, model
+        self.m_cols = (0, problem.d)
         self.m0 = self.log_alpha(self.y0(theta))
 
     @staticmethod

@@ -100,13 +100,13 @@ class Problem:
 
     @cached_property
     def row_map(self):
-        """`G = (X X^T)^{-1} X`, shape (P, n, d): `nu = G z` for `z` in the row space of `X` (`z = X^T nu`),
-        the flow's dual coordinates; None where some `X X^T` is singular or ill-conditioned (smallest
-        eigenvalue at most 1e-10 of the largest)."""
+        """`G^T`, `G = (X X^T)^{-1} X`, shape (P, d, n), contiguous: `nu = G z` (`nu = z G^T` for rows `z`) for
+        `z` in the row space of `X` (`z = X^T nu`), the flow's dual coordinates; None where some `X X^T` is
+        singular or ill-conditioned (smallest eigenvalue at most 1e-10 of the largest)."""
         XXt = np.matmul(self.X, np.swapaxes(self.X, 1, 2))
         ev = np.linalg.eigvalsh(XXt)
         if np.all(ev[:, -1] > 0) and np.all(ev[:, 0] > 1e-10 * ev[:, -1]):
-            return np.linalg.solve(XXt, self.X)
+            return np.ascontiguousarray(np.swapaxes(np.linalg.solve(XXt, self.X), 1, 2))
         return None
 
     def XT(self, r):
