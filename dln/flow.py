@@ -39,7 +39,10 @@ gradient regularization, `-(K + gamma K^2)` in `nu` and
 step size or order costs no factorization. Its per-run bookkeeping
 (prediction, differences, error test, step and order selection, the Newton
 test) runs in a few numba kernels over two packed per-run arrays, since at
-B = 1 some seventy NumPy calls per step cost more than the step's arithmetic.
+B = 1 some seventy NumPy calls per step cost more than the step's arithmetic;
+for the same reason a Newton correction (the rate of the direction, the
+residual, the solve and the error norm) is one method of the coordinates
+(`corrector`), in the dual coordinates one kernel with its products inside.
 """
 from dataclasses import replace
 
