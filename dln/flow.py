@@ -705,7 +705,7 @@ def _dual_norm(dy, X, wz, wm):
 
 
 @_jit
-def _dual_rates(D, theta, keep_m, zr, mr):
+def _zm_rates(D, theta, keep_m, zr, mr):
     """`zr = z' = D_v/v - D_u/u` and, where `mr` has columns, `mr = m' = -(D_u/u + D_v/v) keep_m / 2`
     (`theta' = -D`), (B, d) each."""
     B, _, d = theta.shape
@@ -733,12 +733,12 @@ def _dual_weights(theta, beta, beta_new, atol, rtol, wz, wm):
 @_jit
 def _dual_rate(D, theta, keep_m, GT, N):
     """The rate `y'` (B, N) of `theta' = -D` in `y = nu` or `y = (nu, m)`: `nu' = G z'` (`GT` = `G^T`, (P, d, n)),
-    `z'` and `m'` as `_dual_rates`."""
+    `z'` and `m'` as `_zm_rates`."""
     B, _, d = theta.shape
     n = GT.shape[2]
     out = np.empty((B, N))
     zr = np.empty((B, d))
-    _dual_rates(D, theta, keep_m, zr, out[:, n:])
+    _zm_rates(D, theta, keep_m, zr, out[:, n:])
     _copy(_times(zr, GT), out[:, :n])
     return out
 

@@ -177,3 +177,46 @@ def test_gradient_flow_at_alpha_1e_minus_60_reaches_the_min_l1_interpolator():
     l1 = dln.min_l1(p)[0]
     dual = dln.solve_dual(p, 1e-60).beta[0]
     assert np.abs(res.final.beta[0] - l1).max() <= np.abs(dual - l1).max() + 1e-6 * np.abs(l1).max()
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_the_fused_newton_correction_solves_the_dense_system(stacked):
+    """The dual coordinates' Newton correction (one kernel: the rate, the NDF residual, the solve
+    through the eigendecomposition and the error norm) against the same equations written densely
+    with NumPy: `f = c y'(theta) - psi - d`, `y' = ((X X^T)^{-1} X z', m')`, `z' = D_v/v - D_u/u`,
+    `m' = -(D_u/u + D_v/v)/2`, `dy = (I - c J)^{-1} f` with `J = -(K + gamma K^2)` on `nu`, `K = X diag(4
+    (u^2 + v^2)) X^T / n`, identity on `m`, solved by `np.linalg.solve`, and its norm
+    `max(|X^T dnu| wz, |dm| wm)`. GR drifts `m`, so both parts are exercised; `stacked`: one problem
+    per run. The two differ by round-off amplified by the condition number of `I - c J` (c is chosen
+    so that it is about 1e3): 1e-10 of the largest entry is ~1e3 times that."""
+    from dln import flow as F
+    from dln.objective import Objective
+
+    rng = np.random.default_rng(3)
+    B, n, d, gamma = 3, 6, 15, 0.2
+    X = rng.standard_normal((B if stacked else 1, n, d))
+    problem = dln.Problem(X, rng.standard_normal((X.shape[0], n)))
+    obj = Objective(problem, dln.models.Depth(2))
+    theta = np.exp(rng.normal(-1, 0.5, (B, 2, d)))
+    alg = dln.GR(gamma=gamma)
+    cs = F._coordinates(obj, alg, theta)
+    assert isinstance(cs, F._Dual) and cs.drift
+    jac = cs.jacobian(theta, np.full(B, gamma))
+    N = n + d
+    c = 1e3 / jac["mu"].max(axis=1)
+    psi, dsum = rng.standard_normal((B, N)), rng.standard_normal((B, N))
+    w = (rng.uniform(1, 2, (B, d)), rng.uniform(1, 2, (B, d)))
+    D = rng.standard_normal((B, 2, d))
+    dy, norm = cs.corrector(jac, c, psi, w)(theta, D, dsum)
+    for b in range(B):
+        Xb = X[b if stacked else 0]
+        u, v = theta[b]
+        zr, mr = D[b, 1] / v - D[b, 0] / u, -(D[b, 0] / u + D[b, 1] / v) / 2
+        f = c[b] * np.concatenate([np.linalg.solve(Xb @ Xb.T, Xb @ zr), mr]) - psi[b] - dsum[b]
+        K = (Xb * (4 * (u ** 2 + v ** 2))) @ Xb.T / n
+        M = np.eye(N)
+        M[:n, :n] += c[b] * (K + gamma * K @ K)
+        want = np.linalg.solve(M, f)
+        np.testing.assert_allclose(dy[b], want, rtol=0, atol=1e-10 * np.abs(want).max())
+        want_norm = max(np.abs((want[:n] @ Xb) * w[0][b]).max(), np.abs(want[n:] * w[1][b]).max())
+        np.testing.assert_allclose(norm[b], want_norm, rtol=1e-10)
