@@ -626,9 +626,13 @@ class _Coordinates:
     the error measures. Per-run attributes (names in `per_run`) are sliced by `take`."""
 
     per_run = ()
-    #: whether `m = log alpha_eff` is part of the state (so it may collapse), and its columns `(lo, hi)` of `y`
-    drift = False
+    #: the columns `(lo, hi)` of `y` that hold `m = log alpha_eff`, where it is part of the state
     m_cols = (0, 0)
+
+    @property
+    def drift(self):
+        """Whether `m = log alpha_eff` is part of the state (so it may collapse)."""
+        return self.m_cols[1] > self.m_cols[0]
 
     def take(self, idx):
         out = object.__new__(type(self))
@@ -639,8 +643,8 @@ class _Coordinates:
         return out
 
     def log_alpha(self, y):
-        """`log alpha_eff`, (B, d), or None for a model without it."""
-        return None
+        """`log alpha_eff` of states `y`, (B, d), where it is part of the state (`drift`)."""
+        return y[:, self.m_cols[0]:self.m_cols[1]]
 
     def speed(self, F, y):
         """The largest rate of the state's logarithmic coordinates: the first step is `1e-3` over it."""
@@ -772,8 +776,7 @@ class _Dual(_Coordinates):
         lu, lv = np.log(theta[:, 0]), np.log(theta[:, 1])
         self.z0, self.m0 = lu - lv, (lu + lv) / 2
         self.keep_m = 1.0 - free[:, None]
-        self.drift = not free.all()
-        if self.drift:
+        if not free.all():
             self.m_cols = (problem.n, problem.n + problem.d)
 
     def take(self, idx):
@@ -799,9 +802,6 @@ class _Dual(_Coordinates):
         out = np.empty((y.shape[0], 2, self.problem.d))
         _dual_exponents(y, self.problem.X, self.z0, self.m0, out)
         return np.exp(out, out=out)
-
-    def log_alpha(self, y):
-        return self._split(y)[1]
 
     def rate(self, theta, D):
         """`y'` of `theta' = -D`: `z' = -(D_u/u - D_v/v)`, `nu' = G z'`, `m' = -(D_u/u + D_v/v)/2`."""
@@ -864,8 +864,6 @@ class _Dual(_Coordinates):
 class _Mirror(_Coordinates):
     """Coordinates `w = (m, z) = (log(u v)/2, log(u/v))` of positive parameters, flattened to (B, 2d)."""
 
-    drift = True
-
     per_run = _Coordinates.per_run + ("m0",)
 
     def __init__(self, problem, model, theta):
@@ -882,9 +880,6 @@ class _Mirror(_Coordinates):
         d = self.problem.d
         m, z = y[:, :d], y[:, d:]
         return np.exp(np.stack([m + z / 2, m - z / 2], axis=1))
-
-    def log_alpha(self, y):
-        return y[:, :self.problem.d]
 
     @staticmethod
     def _w(theta, dtheta):
