@@ -2,8 +2,10 @@
 
 Every figure is a ratio of things timed in the same process (CPU seconds of the
 process, so that other jobs on a shared machine do not count), interleaved
-repeat by repeat (each repeat runs every contender once, in turn), summarised by
-the median over repeats, with the BLAS pinned to one thread (stated in the output),
+repeat by repeat (each repeat runs every contender once, in turn), each ratio the
+median over repeats of the ratio within a repeat (paired: a change of the machine's
+speed between repeats moves both and cancels), times the median over repeats,
+with the BLAS pinned to one thread (stated in the output),
 and only after the contenders were checked to compute the same thing:
 
 1. **Steps**: discrete GD and F-GR runs, `B` runs of `K` and `3K` steps (per step: the
@@ -87,7 +89,7 @@ class Size:
 
 SIZES = {
     "full": Size(((256, 40, 200, 200), (1024, 100, 1000, 20)), 8, 7, (40, 200), (0.1, 1e-3, 1e-6),
-                 (0.1, 1e-3, 1e-6), 32, 7, (100, 1000), 60.0, (10_000, 100_000, 1_000_000)),
+                 (0.1, 1e-3, 1e-6), 32, 11, (100, 1000), 60.0, (10_000, 100_000, 1_000_000)),
     "quick": Size(((256, 40, 200, 40), (1024, 100, 1000, 2)), 2, 3, (40, 200), (0.1, 1e-3), (0.1,), 8, 1,
                   (100,), 10.0, (1_000, 3_000)),
     "smoke": Size(((12, 6, 15, 10),), 2, 1, (8, 20), (0.5,), (0.5,), 3, 1, (20,), 5.0, (100, 300)),
@@ -132,7 +134,7 @@ clock = time.process_time
 def _race(fns, repeats):
     """Time callables side by side: each repeat runs every one once, in turn.
 
-    Returns `{name: median seconds}` and `{name: last return value}`.
+    Returns `{name: [seconds per repeat]}` and `{name: last return value}`.
     """
     times = {k: [] for k in fns}
     out = {}
@@ -141,7 +143,20 @@ def _race(fns, repeats):
             t0 = clock()
             out[k] = f()
             times[k].append(clock() - t0)
-    return {k: float(np.median(v)) for k, v in times.items()}, out
+    return times, out
+
+
+def _median(times):
+    """`{name: median}` of `{name: [value per repeat]}`."""
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def paired(a, b):
+    """The median over repeats of `a_i / b_i`, the two timed in the same repeat `i`. The machine's speed
+    drifts (one GR flow's CPU time ranged from 17.8 to 33.7 ms over 21 repeats, in slow and fast phases
+    that moved its peer alike): the ratio within a repeat cancels that, the ratio of two medians does
+    not (1.43 there, against 1.21 paired)."""
+    return float(np.median(np.asarray(a) / np.asarray(b)))
 
 
 def _rel(a, b):
@@ -291,8 +306,8 @@ def jax_steps(X, y, alphas, eta, steps, fgr=None):
 def _race_steps(fns, K, repeats):
     """Per-step seconds of callables `f(steps)`, side by side: each repeat runs every one for `K` and
     for `3 K` steps, in turn, and takes the difference over `2 K` steps (what a longer run adds per
-    step, without the fixed start-up and final work). Returns `{name: median}`, `{name: f(K)}`, and
-    `{name: median fixed seconds}` (the time of `K` steps less `K` per-step times)."""
+    step, without the fixed start-up and final work). Returns `{name: [seconds per step, per repeat]}`,
+    `{name: f(K)}`, and `{name: median fixed seconds}` (the time of `K` steps less `K` per-step times)."""
     per, fixed, out = {k: [] for k in fns}, {k: [] for k in fns}, {}
     for _ in range(repeats):
         for k, f in fns.items():
@@ -303,8 +318,7 @@ def _race_steps(fns, K, repeats):
             t2 = clock()
             per[k].append((t2 - t1 - (t1 - t0)) / (2 * K))
             fixed[k].append((t1 - t0) - K * per[k][-1])
-    med = lambda d: {k: float(np.median(v)) for k, v in d.items()}  # noqa: E731
-    return med(per), out, med(fixed)
+    return per, out, _median(fixed)
 
 
 def bench_steps(size):
@@ -350,12 +364,14 @@ def bench_steps(size):
             scale = np.abs(ref).max()
             diff = {k: float(np.abs(out[k] - (ref[sub] if k == "loop" else ref)).max() / scale)
                     for k in ("loop", "numba", "jax") if k in out}
-            per = {k: t[k] / (sub.size if k == "loop" else B) * 1e6 for k in t}
-            fused = [per[k] for k in ("jax", "numba") if k in per]
+            each = {k: np.asarray(t[k]) / (sub.size if k == "loop" else B) * 1e6 for k in t}  # per run-step
+            per = _median(each)
+            fused = [each[k] for k in ("jax", "numba") if k in each]
             rows.append(dict(B=B, n=n, d=d, steps=K, algorithm=name, us_per_run_step=per, skipped=skipped,
                              dln_fixed_s=fixed["dln"], beta_max_rel_diff=diff,
-                             dln_vs_best_fused=per["dln"] / min(fused) if fused else None,
-                             dln_vs_floor=per["dln"] / per["floor"], loop_vs_dln=per["loop"] / per["dln"]))
+                             us_per_repeat={k: v.tolist() for k, v in each.items()},
+                             dln_vs_best_fused=paired(each["dln"], np.min(fused, axis=0)) if fused else None,
+                             dln_vs_floor=paired(each["dln"], each["floor"]), loop_vs_dln=paired(each["loop"], each["dln"])))
     return rows
 
 
@@ -489,9 +505,9 @@ def _matched(p, alg, peer, alpha, T, ref, target, repeats):
                     "LSODA": lambda: peer.solve(alpha, "LSODA")}, repeats)
     res = out["dln"]
     exact = dln.solve_dual(p, res.final.alpha_eff if alg.gamma else alpha).beta[0]
-    return dict(rtol=rtol, path_err=err, seconds=t, grad_evals=int(res.grad_evals[0]),
+    return dict(rtol=rtol, path_err=err, seconds=_median(t), seconds_per_repeat=t, grad_evals=int(res.grad_evals[0]),
                 limit_err=float(_rel(res.final.beta[0], exact)),
-                converged=str(res.status[0]) == "converged", time_vs_lsoda=t["dln"] / t["LSODA"])
+                converged=str(res.status[0]) == "converged", time_vs_lsoda=paired(t["dln"], t["LSODA"]))
 
 
 def _flow_row(p, label, gamma, alpha, repeats):
@@ -512,10 +528,10 @@ def _flow_row(p, label, gamma, alpha, repeats):
     vs = float(_rel(beta["dln"], beta["LSODA"]))
     T = float(res.t_final[0])
     traj, ref = _trajectory_errors(p, alg, peer, alpha, T)
-    return dict(run=label, alpha=alpha, seconds=t, grad_evals=evals, jac_evals={k: out[k][3] for k in ("LSODA", "BDF")},
+    return dict(run=label, alpha=alpha, seconds=_median(t), seconds_per_repeat=t, grad_evals=evals, jac_evals={k: out[k][3] for k in ("LSODA", "BDF")},
                 err=err, trajectory_err=traj, dln_vs_lsoda=vs, stopped=ok,
                 equal_accuracy=all(ok.values()) and max(err.values()) <= LIMIT_TOL and vs <= 2 * LIMIT_TOL,
-                time_vs_lsoda=t["dln"] / t["LSODA"], time_vs_bdf=t["dln"] / t["BDF"],
+                time_vs_lsoda=paired(t["dln"], t["LSODA"]), time_vs_bdf=paired(t["dln"], t["BDF"]),
                 evals_vs_lsoda=evals["dln"] / evals["LSODA"],
                 matched=_matched(p, alg, peer, alpha, T, ref, traj["LSODA"], repeats))
 
@@ -535,10 +551,10 @@ def bench_flows(size):
     err_d = _rel(out["dln"].final.beta, exact)
     err_l = _rel(np.array([o[0] for o in out["LSODA loop"]]), exact)
     ok = (out["dln"].status == "converged").all() and all(o[4] for o in out["LSODA loop"])
-    batch = dict(runs=size.batch, alphas=[float(alphas[0]), float(alphas[-1])], seconds=t,
+    batch = dict(runs=size.batch, alphas=[float(alphas[0]), float(alphas[-1])], seconds=_median(t), seconds_per_repeat=t,
                  max_err={"dln": float(err_d.max()), "LSODA": float(err_l.max())},
                  equal_accuracy=bool(ok and max(err_d.max(), err_l.max()) <= LIMIT_TOL),
-                 speedup=t["LSODA loop"] / t["dln"])
+                 speedup=paired(t["LSODA loop"], t["dln"]))
     return dict(rows=rows, batch=batch)
 
 
@@ -580,7 +596,7 @@ def bench_dual(size, alpha=0.1):
         p = dln.make_problem(n=size.flow_nd[0], d=d, seed=0, n_test=0)
         reps = max(size.repeats, 3)
         t, out = _race({"dual": lambda: dln.solve_dual(p, alpha)}, reps)
-        sol = out["dual"]
+        t, sol = _median(t), out["dual"]
         b, sec, capped, nit = slsqp(p, alpha, size.slsqp_cap)
         rows.append(dict(d=d, dual_s=t["dual"], dual_residual=float(sol.residual[0]),
                          slsqp_s=sec, slsqp_capped=capped, slsqp_iterations=nit,
@@ -665,6 +681,7 @@ def table(r):
     L = [f"clock: CPU seconds of this process; machine: {m['cpu_count']} cores ({m['usable_cpus']} usable), load {m['load_avg']} at start, "
          f"{m.get('load_avg_end')} at end; BLAS threads pinned {m['blas_threads'] or 'NOT pinned'}; "
          f"XLA {m['xla_flags']}; versions {m['versions']}"]
+    L.append("ratios: the median over repeats of the ratio within a repeat (paired); times: medians over repeats")
     L.append("1. steps, us per run-step (median of what 3K steps add over K); dln / faster of JAX and numba; "
              "dln / floor; loop / dln; max rel |beta - beta_dln| after K steps; dln's fixed cost per run() call")
     for x in r["steps"]:

@@ -80,7 +80,7 @@ def test_matched_timing_is_at_lsoda_s_path_accuracy_or_better(smoke):
         assert m["rtol"] in bench.MATCH_RTOLS
         assert m["path_err"] <= row["trajectory_err"]["LSODA"], row
         assert m["converged"] and m["limit_err"] < bench.LIMIT_TOL, row
-        assert m["time_vs_lsoda"] == m["seconds"]["dln"] / m["seconds"]["LSODA"]
+        assert m["time_vs_lsoda"] == bench.paired(m["seconds_per_repeat"]["dln"], m["seconds_per_repeat"]["LSODA"])
 
 
 def test_saving_at_chosen_times_keeps_memory_flat(smoke):
@@ -143,3 +143,12 @@ def test_json_into_a_missing_folder_is_an_input_error(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "`--json`" in err[0]
+
+
+def test_ratios_pair_the_contenders_within_a_repeat():
+    # the third repeat falls in a slow phase of the machine, which doubles or triples both times: the
+    # ratio within each repeat (0.5, 1.5, 0.5) has the median 0.5, while the ratio of the medians, 3 / 2,
+    # mixes the slow repeat of one contender with a fast one of the other
+    a, b = [1.0, 3.0, 3.0], [2.0, 2.0, 6.0]
+    assert bench.paired(a, b) == 0.5
+    assert np.median(a) / np.median(b) == 1.5
