@@ -25,7 +25,7 @@ and only after the contenders were checked to compute the same thing:
    run also reports its path's accuracy (`beta` at 8 times against Radau at
    rtol 1e-12) and is timed a second time at equal path accuracy: dln at the
    loosest rtol on a fixed ladder whose path error is at most LSODA's (the two
-   `rtol` bound different errors: at 1e-8, dln's paths are 1.6-16x closer).
+   `rtol` bound different errors: at 1e-8, dln's paths are 3-60x closer).
 3. **Dual solve**: `dln.solve_dual` against SLSQP on `min Q_alpha s.t. X beta = y`.
 4. **Memory**: runs of growing length that save a few states: the peak is flat.
 
