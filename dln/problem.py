@@ -29,7 +29,7 @@ class Problem:
     beta_star : ndarray, shape (P, d), or None
         The planted regressor, when known.
 
-    A problem is read as immutable: `Xn`, `Xt`, `floor` and `row_map` are formed from `X` and `y` at their
+    A problem is read as immutable: `Xn`, `X_transposed`, `floor` and `row_map` are formed from `X` and `y` at their
     first use and kept (a sweep of runs over one problem forms them once); to change the data, make a
     new `Problem`.
     """
@@ -57,7 +57,7 @@ class Problem:
         """`X beta` for each run: `beta` of shape (B, d) to shape (B, n) (or (B, m) with `test`)."""
         X = self.X_test if test else self.X
         if X.shape[0] == 1:
-            return beta @ (X[0].T if test else self.Xt)
+            return beta @ (X[0].T if test else self.X_transposed)
         return np.matmul(X, beta[..., None])[..., 0]
 
     def residual(self, beta, test=False):
@@ -88,7 +88,7 @@ class Problem:
         return self.X / self.n
 
     @cached_property
-    def Xt(self):
+    def X_transposed(self):
         """`X^T` of problem 0, shape (d, n), contiguous, formed at first use: `apply`'s product
         `beta X^T` with the transpose laid out in memory takes 0.63-0.67x the time of one through the
         transposed view at B = 32-64 (n, d = 40, 200), 0.8x at (B, n, d) = (4, 200, 2000), and the same
