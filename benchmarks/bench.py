@@ -151,6 +151,12 @@ def _median(times):
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
+def _timing(times):
+    """The JSON record of raced times `{name: [seconds per repeat]}`: their medians (`seconds`) and
+    every repeat (`seconds_per_repeat`, from which each ratio is paired)."""
+    return dict(seconds=_median(times), seconds_per_repeat=times)
+
+
 def paired(a, b):
     """The median over repeats of `a_i / b_i`, the two timed in the same repeat `i`. The machine's speed
     drifts (one GR flow's CPU time ranged from 17.8 to 33.7 ms over 21 repeats, in slow and fast phases
@@ -505,7 +511,7 @@ def _matched(p, alg, peer, alpha, T, ref, target, repeats):
                     "LSODA": lambda: peer.solve(alpha, "LSODA")}, repeats)
     res = out["dln"]
     exact = dln.solve_dual(p, res.final.alpha_eff if alg.gamma else alpha).beta[0]
-    return dict(rtol=rtol, path_err=err, seconds=_median(t), seconds_per_repeat=t, grad_evals=int(res.grad_evals[0]),
+    return dict(rtol=rtol, path_err=err, **_timing(t), grad_evals=int(res.grad_evals[0]),
                 limit_err=float(_rel(res.final.beta[0], exact)),
                 converged=str(res.status[0]) == "converged", time_vs_lsoda=paired(t["dln"], t["LSODA"]))
 
@@ -528,7 +534,7 @@ def _flow_row(p, label, gamma, alpha, repeats):
     vs = float(_rel(beta["dln"], beta["LSODA"]))
     T = float(res.t_final[0])
     traj, ref = _trajectory_errors(p, alg, peer, alpha, T)
-    return dict(run=label, alpha=alpha, seconds=_median(t), seconds_per_repeat=t, grad_evals=evals, jac_evals={k: out[k][3] for k in ("LSODA", "BDF")},
+    return dict(run=label, alpha=alpha, **_timing(t), grad_evals=evals, jac_evals={k: out[k][3] for k in ("LSODA", "BDF")},
                 err=err, trajectory_err=traj, dln_vs_lsoda=vs, stopped=ok,
                 equal_accuracy=all(ok.values()) and max(err.values()) <= LIMIT_TOL and vs <= 2 * LIMIT_TOL,
                 time_vs_lsoda=paired(t["dln"], t["LSODA"]), time_vs_bdf=paired(t["dln"], t["BDF"]),
@@ -551,7 +557,7 @@ def bench_flows(size):
     err_d = _rel(out["dln"].final.beta, exact)
     err_l = _rel(np.array([o[0] for o in out["LSODA loop"]]), exact)
     ok = (out["dln"].status == "converged").all() and all(o[4] for o in out["LSODA loop"])
-    batch = dict(runs=size.batch, alphas=[float(alphas[0]), float(alphas[-1])], seconds=_median(t), seconds_per_repeat=t,
+    batch = dict(runs=size.batch, alphas=[float(alphas[0]), float(alphas[-1])], **_timing(t),
                  max_err={"dln": float(err_d.max()), "LSODA": float(err_l.max())},
                  equal_accuracy=bool(ok and max(err_d.max(), err_l.max()) <= LIMIT_TOL),
                  speedup=paired(t["LSODA loop"], t["dln"]))

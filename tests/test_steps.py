@@ -73,7 +73,8 @@ def test_steps_match_a_hand_written_loop(param, name):
     # BLAS sums in yet another order, is held to 10x the reference's own spread above a 1e-14 floor
     rev = np.arange(p.d)[::-1]
     other = _reference_run(param, name, theta0[:, rev], p.X[0][:, rev], p.y[0], eta, K)[:, :, rev]
-    times, saves = np.array([0.0, 10, 25, 40]) * eta, [0, 10, 25, 40]
+    saves = [0, 10, 25, 40]
+    times = np.array(saves, float) * eta
     res = dln.run(p, FACTORY[name](HYPER[name]), dln.Steps(eta, max_steps=K), model=model, alpha=alpha,
                   save_at=times, loss_tol=0)
     assert res.status[0] == "max_steps" and res.steps[0] == K
