@@ -57,6 +57,8 @@ def batch_size(sizes):
     B = 1
     owner = None
     for name, n in sizes.items():
+        if n == 0:
+            raise InputError(f"`{name}` is empty: give at least one value (one run)")
         if n == 1:
             continue
         if B == 1:
@@ -76,15 +78,25 @@ ALPHA_RANGE = (1e-100, 1e50)
 DATA_RANGE = (1e-50, 1e50)
 
 
+def scale_range(a, name, magnitude=False):
+    """Refuse a scale outside `ALPHA_RANGE` (`|a|` with `magnitude`, where 0 and negative entries are
+    allowed): the squares and their inverses must stay in floating-point range. Returns `a`."""
+    lo, hi = ALPHA_RANGE
+    m = np.abs(a) if magnitude else a
+    bad = (m > hi) if magnitude else (m < lo) | (m > hi)
+    if np.any(bad):
+        rng = f"|{name}| <= {hi:g}" if magnitude else f"{lo:g} <= {name} <= {hi:g}"
+        raise InputError(f"`{name}` must satisfy {rng} (alpha^2 and the exponent of the implicit-bias solve stay "
+                         f"in floating-point range); got {a[bad].ravel()[0].item()!r}")
+    return a
+
+
 def alpha_batch(alpha, d):
     """`alpha` validated (finite, `ALPHA_RANGE[0] <= alpha <= ALPHA_RANGE[1]`) as shape (B,) (one
     scalar per run) or (B, d) / (1, d) (per coordinate)."""
-    a = positive(alpha, "alpha")
-    lo, hi = ALPHA_RANGE
-    bad = (a < lo) | (a > hi)
-    if np.any(bad):
-        raise InputError(f"`alpha` must satisfy {lo:g} <= alpha <= {hi:g} (alpha^2 and the exponent of the "
-                         f"implicit-bias solve stay in floating-point range); got {a[bad].ravel()[0].item()!r}")
+    a = scale_range(positive(alpha, "alpha"), "alpha")
+    if not a.size:
+        raise InputError("`alpha` is empty: give at least one value (one run)")
     if a.ndim > 2 or (a.ndim == 2 and a.shape[1] != d):
         raise InputError(f"`alpha` must be a scalar, shape (B,) (one per run) or shape (B, d) / (1, d) "
                          f"(per coordinate, d = {d}); got shape {a.shape}")

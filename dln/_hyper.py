@@ -25,7 +25,8 @@ class Hyper:
     kind : {"float", "int", "bool", "algorithm"}
         `algorithm` is a nested algorithm (a wrapper's base).
     lo, hi : float or None
-        Bounds; `lo_open`/`hi_open` make them strict. `nonzero` refuses 0.
+        Bounds; `lo_open`/`hi_open` make them strict. `nonzero` refuses 0. `infinite` allows `inf`
+        (a cap that is no cap).
     per_run : bool
         Whether a 1-D array gives one value per run of a batch.
     default
@@ -51,6 +52,7 @@ class Hyper:
     lo_open: bool = False
     hi_open: bool = False
     nonzero: bool = False
+    infinite: bool = False
     per_run: bool = True
     default: object = REQUIRED
     flag: str | None = None
@@ -92,6 +94,8 @@ class Hyper:
             text = ""
         if self.nonzero:
             text = f"{text}, nonzero" if text else f"{self.name} != 0 (nonzero)"
+        if self.infinite:
+            text += ", or inf (none)"
         if self.kind == "int":
             text += ", an integer"
         if self.divides:
@@ -120,6 +124,10 @@ class Hyper:
             return bool(value)
         if isinstance(value, (str, bytes)) or (isinstance(value, np.ndarray) and value.dtype.kind not in "biuf"):
             raise InputError(f"`{self.name}` must be a real number ({self.range}); got {value!r}")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > np.iinfo(np.int64).max:
+            if self.kind == "int":  # (NumPy would hold it as an object)
+                raise InputError(f"`{self.name}` must satisfy {self.range}; got {value} (beyond 64-bit integers)")
+            value = float(value)
         try:
             a = np.asarray(value)
         except Exception:  # noqa: BLE001 - any unconvertible object
@@ -138,7 +146,7 @@ class Hyper:
             a = a.astype(np.int64)
         else:
             a = a.astype(float)
-            if not np.all(np.isfinite(a)):
+            if not np.all(np.isfinite(a) | (self.infinite & (a == np.inf))):
                 raise InputError(f"`{self.name}` must be finite ({self.range}); got {value!r}")
         bad = np.zeros(a.shape, bool)
         if self.lo is not None:

@@ -299,15 +299,16 @@ def hyperparameters(algorithm):
 
 def knobs(algorithm, first=()):
     """`first` and the names of the algorithm's real-valued hyperparameters (a wrapper's base's
-    included) as one phrase for a message that says what to lower: `"alpha, rho or momentum"`."""
-    names = list(first) + [h.name for h, _ in algorithm.items() if h.kind == "float"]
+    included), in backticks as every message names arguments (the CLI shows its flags), as one
+    phrase for a message that says what to lower: "`alpha`, `rho` or `momentum`"."""
+    names = [f"`{n}`" for n in list(first) + [h.name for h, _ in algorithm.items() if h.kind == "float"]]
     return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 def collapse_hint(algorithm):
     """What to change when `algorithm` drives `u, v` to 0 without fitting the data."""
     k = knobs(algorithm)
-    return f"lower {k}, or raise alpha" if k else "raise alpha"
+    return f"lower {k}, or raise `alpha`" if k else "raise `alpha`"
 
 
 def example(cls):

@@ -28,7 +28,7 @@ from ._checks import InputError
 from .bias import Q_alpha, min_l1, min_l2, solve_dual
 from .flow import Flow
 from .integrate import Steps, run
-from .models import Depth, Product
+from .models import MAX_DEPTH, Depth, Product
 from .problem import load_problem, make_problem
 from .stochastic import WRAPPERS
 
@@ -105,7 +105,7 @@ def _alpha_arg(text):
 def _times(text):
     """`--save-at`: comma-separated non-negative times in increasing order."""
     try:
-        t = [float(x) for x in text.split(",") if x.strip()]
+        t = [float(x) for x in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be comma-separated numbers >= 0, e.g. 0.1,1,10; got {text!r}") from None
     if any(not math.isfinite(x) or x < 0 for x in t) or any(b < a for a, b in zip(t, t[1:])):
@@ -168,7 +168,7 @@ def add_arguments(parser, cmd):
     m = parser.add_argument_group("model")
     m.add_argument("--param", choices=("squares", "product", "depth"), default="squares",
                    help="beta = u*u - v*v (default), u*v, or u**D - v**D")
-    m.add_argument("--depth", type=_number(int, 2), help="D >= 2 for --param depth (default 3)")
+    m.add_argument("--depth", type=_number(int, 2, MAX_DEPTH), help=f"2 <= D <= {MAX_DEPTH} for --param depth (default 3)")
     m.add_argument("--u0", type=_number(float), help="initial u, broadcast to every coordinate (default alpha)")
     m.add_argument("--v0", type=_number(float),
                    help="initial v, broadcast to every coordinate (default alpha; 0 for --param product)")
@@ -205,11 +205,15 @@ def _alpha(value, d, default=1.0):
         return value
     path = Path(value)
     if not path.is_file():
-        raise InputError(f"`--alpha` must be a number > 0 or an existing .npy file; {value!r} does not exist")
+        what = "is not a file" if path.exists() else "does not exist"
+        raise InputError(f"`--alpha` must be a number > 0 or an existing .npy file; {value!r} {what}")
     try:
         a = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file
         raise InputError(f"`--alpha` file {value!r} is not a readable .npy array of numbers: {e}") from None
+    if not isinstance(a, np.ndarray):  # an .npz archive under a .npy name
+        a.close()
+        raise InputError(f"`--alpha` file {value!r} is an .npz archive, not one .npy array (numpy.save writes one)")
     if a.shape != (d,) or a.dtype.kind not in "biuf":
         raise InputError(f"`--alpha` file {value!r} must hold {d} numbers (one per coordinate, shape ({d},)); "
                          f"got {a.dtype} of shape {a.shape}")
@@ -278,6 +282,13 @@ def _theta0(args, model, d, cmd):
 
 
 def _integrator(args, cmd):
+    try:
+        return _integrator_of(args, cmd)
+    except InputError as e:
+        raise InputError(_flagify(e)) from None
+
+
+def _integrator_of(args, cmd):
     if args.steps:
         kw = {} if args.max_time is None else {"max_time": args.max_time}  # steps while t = eta k <= max_time
         return Steps(0.01 if args.eta is None else args.eta, 100_000 if args.max_steps is None else args.max_steps, **kw)
@@ -321,6 +332,12 @@ def _simulate(args, cmd):
     algorithm = _algorithm(args, cmd)
     integrator = _integrator(args, cmd)
     if not algorithm.flow and isinstance(integrator, Flow):
+        culprit = _alg.ALGORITHMS[args.algorithm]
+        if culprit.flow:  # a wrapper around it: name the flag that added it
+            culprit = type(algorithm)
+            flags = "/".join(h.cli for h in culprit.hyper if h.kind != "algorithm")
+            raise InputError(f"`{flags}` ({culprit.__name__}) is defined for discrete steps only; use --steps "
+                             "--eta H with eta > 0")
         raise InputError(f"`--algorithm` {args.algorithm} is defined for discrete steps only (its direction "
                          "jumps); use --steps --eta H with eta > 0")
     model = _model(args, cmd)

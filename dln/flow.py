@@ -155,7 +155,8 @@ def _failures(algorithm, cs, carry, ok, speed, attention):
     for i in np.flatnonzero(speed == 0):
         failed[i] = "stalled"
         why[i] = (f"{name}: the flow is at rest at t = {t[i]:.6g} (the direction is 0, loss {L[i]:.3g}): a "
-                  "stationary point that does not fit the data, e.g. u = v = 0; change the initialization")
+                  "stationary point that does not fit the data, e.g. u = v = 0 (change the initialization), or a "
+                  "fit to round-off (raise `loss_tol` above what floating point resolves)")
     for i in np.flatnonzero(frozen >= MAX_FROZEN):
         failed[i] = "stalled"
         why[i] = (f"{name}: the state stopped changing in floating point at t = {t[i]:.6g} (loss {L[i]:.3g}; "

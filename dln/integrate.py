@@ -26,10 +26,11 @@ import numpy as np
 
 from . import _kernels
 from . import algorithms as _alg
-from ._checks import InputError, alpha_batch, batch_size, finite_array, positive
+from ._checks import InputError, alpha_batch, batch_size, finite_array, fits_in_memory, positive
 from ._hyper import Declared, Hyper
-from .models import Squares
+from .models import Depth, Product, Squares
 from .objective import Objective, Point
+from .problem import Problem
 
 #: a run whose loss exceeds this multiple of its initial loss has diverged
 BLOWUP = 1e12
@@ -41,7 +42,7 @@ STATUSES = ("converged", "no_interpolator", "max_steps", "max_time", "max_wall",
             "diverged", "collapsed", "stalled")
 
 MAX_STEPS = Hyper("max_steps", "cap on (accepted) steps per run", kind="int", lo=1, per_run=False)
-MAX_TIME = Hyper("max_time", "cap on the time t (inf: none)", lo=0, lo_open=True, per_run=False, default=np.inf)
+MAX_TIME = Hyper("max_time", "cap on the time t", lo=0, lo_open=True, infinite=True, per_run=False, default=np.inf)
 
 
 class Move(NamedTuple):
@@ -105,7 +106,7 @@ class Steps(Declared):
         # the per-run parts of every `Move` are the same each step: made once, sliced with the carry
         return {"at": at, "state": state, "t": np.zeros(B), "steps": np.zeros(B, np.int64),
                 "eta": self.per_run("eta", B).astype(float), "evals": _alg.evals_per_run(algorithm, B).copy(),
-                "accepted": np.ones(B, bool)}
+                "accepted": np.ones(B, bool), "loss_check": np.full(B, np.nan), "theta_check": np.empty((B, 0, 0))}
 
     def start_evals(self, algorithm, B):
         """Gradient evaluations counted before the first step: the loss of the state the run ends in."""
@@ -115,9 +116,12 @@ class Steps(Declared):
         """What to change, appended to the messages of diverged runs `rows`: the stable step size."""
         lim = _stable_eta(objective.take(rows), algorithm.take(rows, B), theta0[rows])
         eta = self.per_run("eta", B)
+        others = _alg.knobs(algorithm, ["alpha"])
         return [f"; `eta` = {eta[r]:.3g} is too large: try eta < {lm:.3g} (2 / largest eigenvalue of the update's "
-                "Jacobian at initialization)" if np.isfinite(lm) and lm > 0 else
-                "; the update's Jacobian at initialization is not finite: the data or alpha overflow"
+                "Jacobian at initialization)" if np.isfinite(lm) and eta[r] >= lm > 0 else
+                f"; `eta` = {eta[r]:.3g} is below 2 / the largest eigenvalue of the update's Jacobian at "
+                f"initialization ({lm:.3g}): what grows is set by {others}" if np.isfinite(lm) and lm > 0 else
+                f"; the update's Jacobian at initialization is not finite: the data, {others} overflow"
                 for r, lm in zip(rows, lim)]
 
     def next_passes(self, carry, max_time):
@@ -128,7 +132,33 @@ class Steps(Declared):
         at, state = algorithm.apply(carry["at"], carry["state"], k, carry["eta"])  # theta - eta D and its beta
         steps = carry["steps"] + 1
         new = dict(carry, at=at, state=state, t=carry["eta"] * steps, steps=steps)
-        return new, Move(carry["evals"], carry["accepted"], lambda rows, t: at.theta[rows], None, None)
+        failed = why = None
+        if k % self.check_every == self.check_every - 1:
+            failed, why = self._frozen(algorithm, new)
+        return new, Move(carry["evals"], carry["accepted"], lambda rows, t: at.theta[rows], failed, why)
+
+    def _frozen(self, algorithm, carry):
+        """Every `check_every` steps: the runs whose state has not changed in floating point since the last
+        check stop as `stalled` (deterministic steps from it repeat it forever). Their loss is the same first;
+        `theta` is kept, in `carry` (updated in place), only while some run's loss is (in a run that moves,
+        never). Returns `(failed, why)` as `Move` takes them, or `(None, None)`."""
+        at = carry["at"]
+        L, snap = at.loss, carry["theta_check"]
+        same = L == carry["loss_check"]
+        frozen = same & np.all(at.theta == snap, axis=(1, 2)) if snap.size else None
+        carry["loss_check"] = L
+        carry["theta_check"] = at.theta.copy() if same.any() else np.empty((L.size, 0, 0))
+        if frozen is None or not frozen.any():
+            return None, None
+        failed, why = np.full(L.size, "", dtype=object), np.full(L.size, "", dtype=object)
+        name = type(algorithm).__name__
+        for i in np.flatnonzero(frozen):
+            failed[i] = "stalled"
+            why[i] = (f"{name}: the state has not changed in floating point over {self.check_every} steps (step "
+                      f"{carry['steps'][i]}, loss {L[i]:.3g}): its direction is 0, a stationary point that does not "
+                      "fit the data such as u = v = 0 (change the initialization), or `eta` times it is below the "
+                      "round-off of u and v (raise `eta`)")
+        return failed, why
 
 
 @dataclass(frozen=True, eq=False)
@@ -362,6 +392,16 @@ def _collapsed(model, theta, scale0, L, L0):
     return low & (L >= 0.5 * L0)
 
 
+def _floor(problem):
+    """The least-squares floor `min L` per problem, (P,), 0 where it is round-off: at most the loss
+    `(1e4 eps)^2 ||y||^2 / (2n)` of a residual of 1e4 ulps of `y` (a computed least-squares residual of data
+    that interpolate is round-off, ~1e-31 of that scale on the default problem, and no loss tolerance
+    below it can be told from 0)."""
+    y = problem.y
+    ulps = (1e4 * np.finfo(float).eps) ** 2 * 0.5 * np.einsum("pn,pn->p", y, y) / problem.n
+    return np.where(problem.floor > ulps, problem.floor, 0.0)
+
+
 def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_wall, progress):
     """The batch loop, written once for every stepper (see the module doc)."""
     B = theta0.shape[0]
@@ -373,7 +413,7 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
         state = algorithm.init(at0, seeds)
         carry = stepper.start(objective, algorithm, at0, state)
         scale0 = _scale(model, theta0)
-    floor = objective.problem.floor  # least-squares floor: 0 up to round-off where the data interpolate
+    floor = _floor(objective.problem)
     floor = np.broadcast_to(floor, (B,)) if floor.size == 1 else floor
     floor_tol = np.maximum(tol, 1e-9 * floor)
     no_interp = floor > tol
@@ -554,9 +594,14 @@ def run(problem, algorithm=None, integrator=None, *, model=None, alpha=1.0, thet
         Row `b` equals the single run with the `b`-th hyperparameters.
     """
     from .flow import Flow
+    if not isinstance(problem, Problem):
+        raise InputError(f"`problem` must be a dln.Problem (make_problem, load_problem or Problem(X, y)); "
+                         f"got {type(problem).__name__}")
     algorithm = _alg.GD() if algorithm is None else _alg.check_algorithm(algorithm)
     integrator = Flow() if integrator is None else integrator
     model = Squares() if model is None else model
+    if not isinstance(model, (Depth, Product)):
+        raise InputError(f"`model` must be a model object, Squares(), Depth(D) or Product(); got {model!r}")
     if not isinstance(integrator, (Flow, Steps)):
         raise InputError(f"`integrator` must be Flow(...) or Steps(eta); got {integrator!r}")
     if isinstance(integrator, Flow) and not algorithm.flow:
@@ -590,6 +635,8 @@ def run(problem, algorithm=None, integrator=None, *, model=None, alpha=1.0, thet
     if np.any(save_at < 0) or np.any(np.diff(save_at) < 0):
         raise InputError("`save_at` must be non-negative times in increasing order")
     save_at = save_at[save_at <= integrator.max_time]
+    fits_in_memory(8 * B * save_at.size * (2 * d + 4), f"`save_at` ({save_at.size} times) x d x runs = "
+                   f"{save_at.size} x {d} x {B}")
     tol = positive(loss_tol, "loss_tol", allow_zero=True)
     if tol.ndim:
         raise InputError(f"`loss_tol` must be a scalar; got shape {tol.shape}")

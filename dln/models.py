@@ -14,11 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels
-from ._checks import InputError, positive
+from ._checks import InputError, positive, scale_range
 
 
 #: `(d beta/du, d beta/dv) / (u, v) = (2, -2)` for the squares model, shape (2, 1)
 _JAC2 = np.array([[2.0], [-2.0]])
+
+
+#: the largest depth `D`: `alpha**D` stays in floating-point range for alpha in [1e-3, 1e3]
+MAX_DEPTH = 100
 
 
 @dataclass(frozen=True)
@@ -34,8 +38,10 @@ class Depth:
     positive = True
 
     def __post_init__(self):
-        if not isinstance(self.depth, (int, np.integer)) or self.depth < 2:
-            raise InputError(f"`depth` must be an integer >= 2; got {self.depth!r}")
+        if (not isinstance(self.depth, (int, np.integer)) or isinstance(self.depth, bool)
+                or not 2 <= self.depth <= MAX_DEPTH):
+            raise InputError(f"`depth` must be an integer with 2 <= depth <= {MAX_DEPTH} (u**depth leaves the "
+                             f"floating-point range beyond it unless alpha is near 1); got {self.depth!r}")
 
     def beta(self, theta):
         """`beta = u**D - v**D`, shape (B, d) (one fused pass over theta)."""
@@ -114,7 +120,8 @@ class Depth:
         return ((u**k + v**k) / 2) ** (1 / k)
 
     def check_init(self, theta0):
-        positive(theta0, "theta0")
+        """`theta0` within `ALPHA_RANGE`, as `alpha` (`u`, `v` positive)."""
+        scale_range(positive(theta0, "theta0"), "theta0")
 
 
 def Squares():
@@ -202,7 +209,8 @@ class Product:
         return None
 
     def check_init(self, theta0):
-        pass
+        """`|theta0|` at most `ALPHA_RANGE[1]`, as `alpha` (0 and negative entries allowed)."""
+        scale_range(theta0, "theta0", magnitude=True)
 
 
 MODELS = {"squares": Squares, "depth": Depth, "product": Product}

@@ -39,6 +39,8 @@ def _files(tmp_path):
     np.savez(tmp_path / "tiny.npz", X=X * 1e-200, y=y)
     np.savez(tmp_path / "huge.npz", X=X, y=y * 1e150)
     (tmp_path / "afile").write_text("x")
+    with open(tmp_path / "alpha_archive.npy", "wb") as f:  # an .npz archive under a .npy name
+        np.savez(f, alpha=np.ones(10))
 
 
 # (kind, argv, flag the message must name, words stating the allowed range or the fix)
@@ -97,6 +99,19 @@ CASES = [
     ("explore saving into a missing directory", ["explore", "--save", "{tmp}/absent/e.png"], "--save", "existing directory"),
     ("validate report into a directory", ["validate", "--quick", "--json", "{tmp}"], "--json", "not a directory"),
     ("unknown objective", ["solve", "--data", "{tmp}/good.npz", "--objective", "l3"], "--objective", "choose from"),
+    ("u0 whose square overflows", ["simulate", *TINY, "--u0", "1e200", "--v0", "1e200", "--json"], "--u0", "<= 1e+50"),
+    ("depth beyond the float range", ["simulate", *TINY, "--param", "depth", "--depth", 10**30], "--depth", "<= 100"),
+    ("an .npz archive as the alpha file", ["simulate", *TINY, "--alpha", "{tmp}/alpha_archive.npy"], "--alpha",
+     ".npz archive"),
+    ("an empty save time", ["simulate", *TINY, "--save-at", "1,,2"], "--save-at", "comma-separated numbers"),
+    ("save times that do not fit in memory", ["simulate", "--n", 4, "--d", 100000, "--n-test", 5,
+                                              "--save-at", ",".join(map(str, range(20000)))], "--save-at", "GiB"),
+    ("max-steps beyond 64-bit integers", ["simulate", *TINY, "--max-steps", 10**30], "--max-steps", "max_steps >= 1"),
+    ("a huge batch size", ["simulate", *TINY, "--algorithm", "sgd", "--steps", "--batch-size", 10**30],
+     "--batch-size", "batch_size >= 1"),
+    ("momentum on a flow", ["simulate", *TINY, "--momentum", 0.9], "--momentum", "--steps"),
+    ("a flood level above the loss: the step climbs", ["simulate", *TINY, "--algorithm", "flood", "--flood", "1e308",
+                                                        "--steps"], "--flood", "below 2 / the largest eigenvalue"),
 ]
 
 

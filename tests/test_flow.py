@@ -100,9 +100,9 @@ def test_fgr_with_an_overflowing_ascent_step_stops_as_diverged(cli):
 
 
 @pytest.mark.parametrize("algorithm, integrator, names", [
-    (dln.GR(gamma=1e6), dln.Flow(), "gamma"),
-    (dln.USAM(rho=5.0), dln.Steps(0.01), "rho"),
-    (dln.Momentum(dln.USAM(rho=5.0), momentum=0.5), dln.Steps(0.01), "rho or momentum")])
+    (dln.GR(gamma=1e6), dln.Flow(), "`gamma`"),
+    (dln.USAM(rho=5.0), dln.Steps(0.01), "`rho`"),
+    (dln.Momentum(dln.USAM(rho=5.0), momentum=0.5), dln.Steps(0.01), "`rho` or `momentum`")])
 def test_a_collapse_names_the_algorithm_and_its_own_hyperparameters(algorithm, integrator, names):
     """A penalty far too strong for alpha = 0.1 drives u, v to 0 before the data are fitted; the message
     names the algorithm and what to lower among its own hyperparameters (not another's: a GR run was
@@ -111,7 +111,7 @@ def test_a_collapse_names_the_algorithm_and_its_own_hyperparameters(algorithm, i
     res = dln.run(p, algorithm, integrator, alpha=0.1)
     assert res.status[0] == "collapsed", res.message[0]
     assert res.message[0].startswith(type(algorithm).__name__ + ":")
-    assert res.message[0].endswith(f"lower {names}, or raise alpha")
+    assert res.message[0].endswith(f"lower {names}, or raise `alpha`")
 
 
 def test_product_model_at_the_origin_is_at_rest(cli):

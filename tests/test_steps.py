@@ -256,3 +256,56 @@ def test_bad_steps(kw, name):
 def test_batch_size_mismatch_names_both_arguments(small):
     with pytest.raises(dln.InputError, match="`alpha`.*`gamma`|`gamma`.*`alpha`"):
         dln.run(small, dln.GR(np.array([0.1, 0.2, 0.3])), dln.Steps(0.01), alpha=np.array([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("kw, name", [
+    (dict(problem=None), "`problem`"), (dict(model="depth"), "`model`"), (dict(alpha=[]), "`alpha` is empty"),
+    (dict(algorithm=dln.GR(gamma=np.array([0.1, 0.2])), alpha=np.ones(0)), "`alpha` is empty"),
+    (dict(theta0=np.full((2, 20), 1e200)), r"`theta0` must satisfy 1e-100 <= theta0 <= 1e\+50"),
+    (dict(model=dln.Product(), theta0=np.full((2, 20), -1e60)), r"`theta0` must satisfy \|theta0\| <= 1e\+50"),
+    (dict(save_at=np.arange(10**6), alpha=np.ones(1000)), "`save_at`.*GiB")])
+def test_run_refuses_what_it_cannot_run(small, kw, name):
+    """One `InputError` naming the argument, before any step: not an AttributeError deep inside, an empty
+    Result, a LinAlgError from an overflowing start (u0 = 1e200: u0^2 is inf) or a failed allocation."""
+    kw = {"problem": small, **kw}
+    with pytest.raises(dln.InputError, match=name):
+        dln.run(kw.pop("problem"), kw.pop("algorithm", dln.GD()), dln.Flow(), **kw)
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: dln.Steps(0.1, max_steps=10**30), "beyond 64-bit"), (lambda: dln.Depth(10**30), "depth <= 100"),
+    (lambda: dln.Depth(True), "integer")])
+def test_declarations_refuse_values_numpy_cannot_hold(make, words):
+    with pytest.raises(dln.InputError, match=words):
+        make()
+
+
+def test_huge_python_numbers_and_an_infinite_cap_are_accepted(small):
+    """A float hyperparameter given as a Python int beyond 64 bits is a float (NumPy would hold an object);
+    `max_time = inf` is the default cap, so it may also be given."""
+    assert dln.GR(gamma=10**30).gamma == 1e30
+    res = dln.run(small, dln.GD(), dln.Steps(0.01, 3, max_time=np.inf), alpha=1.0)
+    assert res.status[0] == "max_steps" and res.steps[0] == 3
+
+
+@pytest.mark.parametrize("model, theta0, eta", [(dln.Product(), np.zeros((2, 20)), 0.01), (None, None, 1e-300)])
+def test_a_state_frozen_in_floating_point_stops_as_stalled(small, model, theta0, eta):
+    """u = v = 0 is a stationary point of beta = u v (the direction is 0), and a step of 1e-300 is below the
+    round-off of u = v = 1: either way no step changes theta, so the run stops as `stalled` after two
+    `check_every` intervals (the first finds the loss unchanged and keeps theta, the second finds theta
+    unchanged) instead of taking its 100,000 steps."""
+    res = dln.run(small, dln.GD(), dln.Steps(eta), model=model, theta0=theta0, alpha=1.0)
+    k = dln.Steps.check_every
+    assert res.status[0] == "stalled" and res.steps[0] == 3 * k, (res.status[0], res.steps[0])
+    assert "has not changed in floating point" in res.message[0] and "`eta`" in res.message[0]
+    assert np.isfinite(res.final.train_loss[0])
+
+
+def test_a_loss_tolerance_below_round_off_is_not_taken_for_no_interpolator(small):
+    """The least-squares floor of data that interpolate is round-off (~1e-31 of the loss scale): a loss
+    tolerance below it (1e-300) can never be reached, but the data still have an interpolator: the flow
+    fits them to round-off and stops at rest, saying so, not as `no_interpolator` (it once did, with a
+    negative excess over the floor)."""
+    res = dln.run(small, dln.GD(), dln.Flow(), alpha=1.0, loss_tol=1e-300, relative=False)
+    assert res.status[0] == "stalled" and "fit to round-off" in res.message[0], res.message[0]
+    assert res.final.train_loss[0] < 1e-26  # fitted: the loss at beta = 0 is 0.31 here
