@@ -218,7 +218,8 @@ class Result:
         One of `STATUSES`: `converged` (loss below `loss_tol`), `no_interpolator` (the loss
         settled at the least-squares floor above `loss_tol`), `max_steps`, `max_time`,
         `max_wall` (caps), `diverged`, `collapsed` (`u, v -> 0` without fitting the data) or
-        `stalled` (the adaptive step fell to round-off: a discontinuous field).
+        `stalled` (the state stopped changing in floating point, as at a stationary point that does
+        not fit the data; for a flow also an adaptive step fallen to round-off: a discontinuous field).
     message : ndarray of str, shape (B,)
         What happened, and for a failure what to change.
     algorithm : Algorithm
