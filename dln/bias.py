@@ -15,6 +15,7 @@ import numpy as np
 from scipy.optimize import linprog
 
 from ._checks import InputError, alpha_batch
+from .problem import as_problem
 
 
 def q(z):
@@ -82,7 +83,7 @@ def solve_dual(problem, alpha, tol=1e-12, max_iter=200):
     A batch of `B` pairs (`alpha` of shape (B,) or (B, d); problem `P = 1` or
     `B`) is solved together.
     """
-    d, n = problem.d, problem.n
+    d, n = as_problem(problem).d, problem.n
     a2 = _alpha2(alpha, d)
     B = max(a2.shape[0], problem.P)
     if problem.P not in (1, B) or a2.shape[0] not in (1, B):
@@ -152,21 +153,52 @@ def min_l2(problem):
     `X^+` is the pseudo-inverse (SVD), so rank-deficient `X` is fine; where `X beta = y` has no
     solution this is the least-squares solution of minimum norm, and `problem.residual` says so.
     """
-    return np.matmul(np.linalg.pinv(problem.X), problem.y[..., None])[..., 0]
+    return np.matmul(np.linalg.pinv(as_problem(problem).X), problem.y[..., None])[..., 0]
+
+
+#: HiGHS's primal and dual feasibility tolerances for the l1 linear program, on data scaled to unit size
+L1_TOL = 1e-10
 
 
 def min_l1(problem):
     """Minimum-l1 interpolator `argmin ||beta||_1 s.t. X beta = y`, shape (P, d) (the `alpha -> 0` limit).
 
-    Solved as the linear program `min 1.(p + m)`, `X (p - m) = y`, `p, m >= 0` (HiGHS).
+    Solved per problem on unit-scale data (`_min_l1_unit`): with `s_X = max |X|`, `s_y = max |y|`,
+    `beta = (s_y / s_X) argmin ||b||_1 s.t. (X / s_X) b = y / s_y`, since the constraint and the l1 norm
+    scale alike. Raises `InputError` where `X beta = y` has no solution (`min_l2` then gives the
+    least-squares solution) or where the solver's answer fails the check.
     """
-    out = np.empty((problem.P, problem.d))
-    for i in range(problem.P):
+    P = as_problem(problem).P
+    out = np.empty((P, problem.d))
+    for i in range(P):
         X, y = problem.X[i], problem.y[i]
-        res = linprog(np.ones(2 * problem.d), A_eq=np.hstack([X, -X]), b_eq=y, bounds=(0, None),
-                      method="highs", options={"primal_feasibility_tolerance": 1e-10,
-                                               "dual_feasibility_tolerance": 1e-10})
-        if res.status != 0:
-            raise InputError(f"`problem` {i}: no l1 interpolator found ({res.message})")
-        out[i] = res.x[: problem.d] - res.x[problem.d:]
+        sx, sy = np.abs(X).max(), np.abs(y).max()
+        which = f" (problem {i} of the {P} stacked)" if P > 1 else ""
+        out[i] = _min_l1_unit(X / sx, y / sy, which) * (sy / sx)
     return out
+
+
+def _min_l1_unit(X, y, which):
+    """`argmin ||b||_1 s.t. X b = y` for `max |X| = max |y| = 1`, as the linear program `min 1.(p + m)`,
+    `X (p - m) = y`, `p, m >= 0` (HiGHS, feasibility tolerances `L1_TOL`).
+
+    Unit scale matters to HiGHS: it takes bounds of 1e20 and above as infinite (a model error) and its
+    tolerances as absolute (any `b` fits data of size 1e-10). The answer is then checked on its own:
+    `max |X b - y| <= 10 L1_TOL max(1, max_k sum_j |X_kj b_j|)`, the solver's tolerance (10 times, for its
+    internal row and column scaling) relative to the size of the terms summed.
+    """
+    d = X.shape[1]
+    res = linprog(np.ones(2 * d), A_eq=np.hstack([X, -X]), b_eq=y, bounds=(0, None), method="highs",
+                  options={"primal_feasibility_tolerance": L1_TOL, "dual_feasibility_tolerance": L1_TOL})
+    if res.status == 2:  # infeasible: on finite unit-scale data HiGHS has no model error to report
+        raise InputError(f"`problem`{which} has no interpolator: X beta = y has no solution (the minimum-l1 "
+                         "linear program is infeasible); min_l2 gives the least-squares solution")
+    if res.status != 0:
+        raise InputError(f"`problem`{which}: the minimum-l1 linear program failed ({res.message})")
+    b = res.x[:d] - res.x[d:]
+    miss, size = np.abs(X @ b - y).max(), max(1.0, (np.abs(X) @ np.abs(b)).max())
+    if miss > 10 * L1_TOL * size:
+        raise InputError(f"`problem`{which}: the minimum-l1 linear program's answer misses X beta = y by "
+                         f"{miss / size:.3g} of the data's size (tolerance {10 * L1_TOL:g}): X is too "
+                         "ill-conditioned for it")
+    return b

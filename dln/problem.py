@@ -14,6 +14,10 @@ import numpy as np
 from ._checks import DATA_RANGE, InputError, data_scale, finite_array, fits_in_memory, positive
 
 
+#: the arrays of a `Problem`, in the order of its fields (and the keys of its `.npz` file)
+FIELDS = ("X", "y", "X_test", "y_test", "beta_star")
+
+
 @dataclass(frozen=True)
 class Problem:
     """Least-squares data for a diagonal linear network.
@@ -29,6 +33,9 @@ class Problem:
     beta_star : ndarray, shape (P, d), or None
         The planted regressor, when known.
 
+    Construction validates the arrays (`validated`): one problem may be given unstacked, `X` of shape
+    (n, d) with `y` (n,), `X_test` (m, d), `y_test` (m,) and `beta_star` (d,), and is stored with `P = 1`.
+
     A problem is read as immutable: `Xn`, `X_transposed`, `floor` and `row_map` are formed from `X` and `y` at their
     first use and kept (a sweep of runs over one problem forms them once); to change the data, make a
     new `Problem`.
@@ -39,6 +46,23 @@ class Problem:
     X_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
     beta_star: np.ndarray | None = None
+
+    def __post_init__(self):
+        """Replace the arrays given by their validated, stacked forms (`validated`)."""
+        self._set(validated(*(getattr(self, k) for k in FIELDS)))
+
+    def _set(self, arrays):
+        """Store `arrays` (in the order of `FIELDS`) on this frozen instance."""
+        for k, a in zip(FIELDS, arrays):
+            object.__setattr__(self, k, a)
+
+    @classmethod
+    def _trusted(cls, *arrays):
+        """A `Problem` of arrays that are already valid and stacked (slices of a validated problem), built
+        without checking them again."""
+        p = object.__new__(cls)
+        p._set(arrays)
+        return p
 
     @property
     def P(self):
@@ -131,8 +155,7 @@ class Problem:
         """The problems of runs `idx` (unchanged when one problem serves every run)."""
         if self.P == 1:
             return self
-        pick = lambda a: None if a is None else a[idx]  # noqa: E731
-        return Problem(self.X[idx], self.y[idx], pick(self.X_test), pick(self.y_test), pick(self.beta_star))
+        return Problem._trusted(*(None if (a := getattr(self, k)) is None else a[idx] for k in FIELDS))
 
     def __getitem__(self, i):
         """Problem `i` alone, as a `Problem` with `P = 1`."""
@@ -144,48 +167,75 @@ class Problem:
         as `(P, n, d)`), atomically: the file is complete or absent."""
         from ._io import atomic_path
         one = self.P == 1
-        arrays = {k: a[0] if one else a for k in ("X", "y", "X_test", "y_test", "beta_star")
-                  if (a := getattr(self, k)) is not None}
+        arrays = {k: a[0] if one else a for k in FIELDS if (a := getattr(self, k)) is not None}
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)  # a file object: savez appends no `.npz` to the name
 
     @classmethod
     def from_arrays(cls, X, y, X_test=None, y_test=None, beta_star=None):
-        """Validate user arrays (single `(n, d)` or stacked `(P, n, d)`) into a `Problem`."""
-        X = finite_array(X, "X", ndim=(2, 3))
-        single = X.ndim == 2
-        X = X[None] if single else X
-        P, n, d = X.shape
-        if n < 1 or d < 1:
-            raise InputError(f"`X` must have at least one row and one column; got shape {X.shape}")
-
-        def vec(a, name, length, what):
-            a = finite_array(a, name, ndim=1 if single else 2)
-            a = a[None] if single else a
-            if a.shape != (P, length):
-                want = (length,) if single else (P, length)
-                raise InputError(f"`{name}` must have shape {want} ({what}); got {a.shape[1:] if single else a.shape}")
-            return a
-
-        y = vec(y, "y", n, "one target per row of `X`")
-        if (X_test is None) != (y_test is None):
-            raise InputError("`X_test` and `y_test` must be given together")
-        if X_test is not None:
-            X_test = finite_array(X_test, "X_test", ndim=2 if single else 3)
-            X_test = X_test[None] if single else X_test
-            if X_test.shape[0] != P or X_test.shape[2] != d:
-                raise InputError(f"`X_test` must have {d} columns like `X`; got shape {X_test.shape[-2:]}")
-            y_test = vec(y_test, "y_test", X_test.shape[1], "one target per row of `X_test`")
-        if beta_star is not None:
-            beta_star = vec(beta_star, "beta_star", d, "one entry per column of `X`")
-        if not np.any(y):
-            raise InputError("`y` must not be all zeros (the loss is already 0 at beta = 0)")
-        if not np.any(X):
-            raise InputError("`X` must not be all zeros (no beta changes the loss)")
-        for a, name in ((X, "X"), (y, "y"), (X_test, "X_test"), (y_test, "y_test"), (beta_star, "beta_star")):
-            if a is not None:
-                data_scale(a, name)
+        """`Problem(X, y, X_test, y_test, beta_star)`: the constructor validates user arrays (single
+        `(n, d)` or stacked `(P, n, d)`) itself; this name is kept for the callers that spell it out."""
         return cls(X, y, X_test, y_test, beta_star)
+
+
+def validated(X, y, X_test=None, y_test=None, beta_star=None):
+    """The arrays of a problem checked, and stacked on a leading axis of `P` problems.
+
+    Each array holds finite real numbers. Shapes: `X` (n, d) for one problem or (P, n, d), `P, n, d >= 1`;
+    `y` (n,) or (P, n); `X_test` (m, d) or (P, m, d) with `m >= 1`, and `y_test` (m,) or (P, m), both or
+    neither; `beta_star` (d,) or (P, d). Every array has `max |entry|` in `DATA_RANGE` (`data_scale`), and
+    no problem has an all-zero `y` or `X`. Returns `(X, y, X_test, y_test, beta_star)`, stacked.
+    """
+    X = finite_array(X, "X", ndim=(2, 3))
+    if 0 in X.shape:
+        raise InputError(f"`X` must have at least one row and one column (shape (n, d), or (P, n, d) for P stacked "
+                         f"problems); got shape {X.shape}")
+    lead, (n, d) = X.shape[:-2], X.shape[-2:]
+    y = _shaped(y, "y", lead + (n,), "one target per row of `X`")
+    if (X_test is None) != (y_test is None):
+        raise InputError("`X_test` and `y_test` must be given together")
+    if X_test is not None:
+        X_test = finite_array(X_test, "X_test")
+        if X_test.ndim != X.ndim or X_test.shape[:-2] != lead or X_test.shape[-1] != d:
+            raise InputError(f"`X_test` must have shape {_shape(lead + ('m', d))} (test rows with the {d} columns "
+                             f"of `X`); got shape {X_test.shape}")
+        if not X_test.shape[-2]:
+            raise InputError("`X_test` must have at least one row; leave X_test and y_test out for no test set")
+        y_test = _shaped(y_test, "y_test", X_test.shape[:-1], "one target per row of `X_test`")
+    if beta_star is not None:
+        beta_star = _shaped(beta_star, "beta_star", lead + (d,), "one entry per column of `X`")
+    arrays = [a if a is None or lead else a[None] for a in (X, y, X_test, y_test, beta_star)]
+    for a, name, why in ((arrays[1], "y", "the loss is already 0 at beta = 0"),
+                         (arrays[0], "X", "no beta changes the loss")):
+        zero = ~a.reshape(a.shape[0], -1).any(axis=1)
+        if zero.any():
+            which = f" (problem {int(zero.argmax())} of the {a.shape[0]} stacked)" if a.shape[0] > 1 else ""
+            raise InputError(f"`{name}` must not be all zeros{which} ({why})")
+    for name, a in zip(FIELDS, arrays):
+        if a is not None:
+            data_scale(a, name)
+    return tuple(arrays)
+
+
+def _shape(shape):
+    """`shape` written as Python writes a tuple, with names for free sizes: `(3,)`, `(m, 4)`."""
+    return f"({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''})"
+
+
+def _shaped(a, name, shape, what):
+    """`a` as a finite real array of exactly `shape`, or `InputError` naming `name`, the shape and `what` it holds."""
+    a = finite_array(a, name)
+    if a.shape != tuple(shape):
+        raise InputError(f"`{name}` must have shape {_shape(shape)} ({what}); got shape {a.shape}")
+    return a
+
+
+def as_problem(problem):
+    """`problem` itself where it is a `Problem`; else `InputError` naming it (a public entry point's check)."""
+    if not isinstance(problem, Problem):
+        raise InputError(f"`problem` must be a dln.Problem (make_problem, load_problem or Problem(X, y)); "
+                         f"got {type(problem).__name__}")
+    return problem
 
 
 def make_problem(n=40, d=200, s=5, noise=0.0, seed=0, n_test=1000):
@@ -249,30 +299,28 @@ def load_problem(path):
     if not zipfile.is_zipfile(p):  # else np.load takes any other bytes for a pickle
         raise InputError(f"`data` must be a readable .npz file (a zip of .npy arrays, as numpy.savez writes); "
                          f"{str(path)!r} is not one")
-    # refuse before loading: arrays that are not real numbers, or whose float64 copies would not fit
-    # (a small compressed file can expand to gigabytes)
+    # refuse before loading: object arrays (they need pickle), and arrays whose float64 copies would not
+    # fit (a small compressed file can expand to gigabytes); other dtypes are `validated` as arrays
     entries = _npz_headers(p)
     for key, (shape, dtype) in entries.items():
-        if dtype.kind not in "biuf":
+        if dtype.hasobject:
             raise InputError(f"`data` file {str(path)!r}: `{key}` must hold real numbers (bool, int or float); "
-                             f"got {dtype}" + (" (object arrays need pickle: refused, no pickle)" if dtype.kind == "O" else ""))
+                             f"got {dtype} (object arrays need pickle: refused, no pickle)")
     size = sum(int(np.prod(shape)) for shape, _ in entries.values())
     fits_in_memory(2 * 8 * size, f"`data` file {str(path)!r} ({' '.join(f'{k} {s}' for k, (s, _) in entries.items())})")
-    try:
+    try:  # the headers were read and their dtypes checked: what fails now is the array data
         with np.load(p, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except ValueError as e:  # object arrays need pickle
-        raise InputError(f"`data` file {str(path)!r} holds object arrays, which are refused (no pickle): {e}") from None
-    except Exception as e:  # noqa: BLE001 - any unreadable file
-        raise InputError(f"`data` must be a readable .npz file; {str(path)!r}: {e}") from None
-    allowed = {"X", "y", "X_test", "y_test", "beta_star"}
+    except Exception as e:  # noqa: BLE001 - e.g. fewer bytes than a header announces, a bad CRC
+        raise InputError(f"`data` must be a readable .npz file; {str(path)!r} is truncated or corrupt: {e}") from None
+    allowed = set(FIELDS)
     missing = {"X", "y"} - arrays.keys()
     if missing:
         raise InputError(f"`data` file {str(path)!r} lacks key(s) {sorted(missing)}; it must hold `X` and `y`")
     extra = arrays.keys() - allowed
     if extra:
         raise InputError(f"`data` file {str(path)!r} has unknown key(s) {sorted(extra)}; allowed: {sorted(allowed)}")
-    return Problem.from_arrays(**arrays)
+    return Problem(**arrays)
 
 
 def _npz_headers(path):

@@ -58,18 +58,69 @@ def test_load_valid_npz_roundtrip(npz, small):
 @pytest.mark.parametrize("case, arrays, words", [
     ("missing key", dict(X=np.ones((3, 4))), ["lacks", "'y'"]),
     ("extra key", dict(X=np.ones((3, 4)), y=np.ones(3), Y_test=np.ones(3)), ["unknown", "Y_test"]),
-    ("NaN", dict(X=np.array([[1.0, np.nan], [0.0, 1.0]]), y=np.ones(2)), ["`X`", "finite", "1 NaN"]),
-    ("shape mismatch", dict(X=np.ones((3, 4)), y=np.ones(4)), ["`y`", "(3,)"]),
-    ("test columns", dict(X=np.ones((3, 4)), y=np.ones(3), X_test=np.ones((2, 5)), y_test=np.ones(2)),
-     ["`X_test`", "4 columns"]),
-    ("test alone", dict(X=np.ones((3, 4)), y=np.ones(3), X_test=np.ones((2, 4))), ["together"]),
-    ("all-zero y", dict(X=np.ones((3, 4)), y=np.zeros(3)), ["`y`", "zeros"]),
 ])
-def test_bad_npz_is_refused_with_the_argument_named(npz, case, arrays, words):
+def test_bad_npz_keys_are_refused(npz, case, arrays, words):
     with pytest.raises(dln.InputError) as e:
         dln.load_problem(npz(**arrays))
     for w in words:
         assert w in str(e.value), (case, str(e.value))
+
+
+@pytest.mark.parametrize("case, arrays, words", [
+    ("NaN", dict(X=np.array([[1.0, np.nan], [0.0, 1.0]]), y=np.ones(2)), ["`X`", "finite", "1 NaN"]),
+    ("complex", dict(X=np.ones((3, 4)) * 1j, y=np.ones(3)), ["`X`", "real numbers", "complex"]),
+    ("1-D X", dict(X=np.ones(3), y=np.ones(3)), ["`X`", "2 or 3 dimensions"]),
+    ("no rows", dict(X=np.zeros((0, 30)), y=np.zeros(0)), ["`X`", "at least one row", "got shape (0, 30)"]),
+    ("shape mismatch", dict(X=np.ones((3, 4)), y=np.ones(4)), ["`y`", "(3,)", "got shape (4,)"]),
+    ("stacked mismatch", dict(X=np.ones((2, 3, 4)), y=np.ones((2, 4))), ["`y`", "(2, 3)", "got shape (2, 4)"]),
+    ("test columns", dict(X=np.ones((3, 4)), y=np.ones(3), X_test=np.ones((2, 5)), y_test=np.ones(2)),
+     ["`X_test`", "4 columns", "got shape (2, 5)"]),
+    ("empty test set", dict(X=np.ones((3, 4)), y=np.ones(3), X_test=np.zeros((0, 4)), y_test=np.zeros(0)),
+     ["`X_test` must have at least one row; leave X_test and y_test out for no test set"]),
+    ("test alone", dict(X=np.ones((3, 4)), y=np.ones(3), X_test=np.ones((2, 4))), ["together"]),
+    ("all-zero y", dict(X=np.ones((3, 4)), y=np.zeros(3)), ["`y`", "zeros"]),
+    ("all-zero X", dict(X=np.zeros((3, 4)), y=np.ones(3)), ["`X`", "zeros"]),
+    ("one all-zero X of a stack", dict(X=np.stack([np.ones((3, 4)), np.zeros((3, 4))]), y=np.ones((2, 3))),
+     ["`X`", "zeros", "problem 1 of the 2"]),
+    ("above DATA_RANGE", dict(X=np.ones((3, 4)), y=np.full(3, 1e60)), ["`y`", "1e+50", "1e+60"]),
+])
+def test_bad_arrays_are_refused_alike_by_Problem_and_load_problem(npz, case, arrays, words):
+    """One validation serves `dln.Problem(...)` (the library) and `load_problem` (`--data`): the same
+    line, naming the argument and the shape the user gave (not the internal stacked one)."""
+    messages = []
+    for make in (lambda: dln.Problem(**arrays), lambda: dln.load_problem(npz(**arrays))):
+        with pytest.raises(dln.InputError) as e:
+            make()
+        messages.append(str(e.value))
+    assert messages[0] == messages[1], messages
+    for w in words:
+        assert w in messages[0], (case, messages[0])
+    assert "(1, " not in messages[0], messages[0]  # no internal stacked shape
+
+
+def test_a_problem_built_directly_is_validated_before_any_run():
+    """`dln.Problem` checks its arrays: a NaN `X` once reached the flow (LinAlgError), a complex one numba."""
+    with pytest.raises(dln.InputError, match="`X` must be finite"):
+        dln.run(dln.Problem(X=np.full((1, 3, 4), np.nan), y=np.ones((1, 3))), dln.GD(), dln.Flow())
+
+
+def test_single_arrays_are_one_stacked_problem(small):
+    """`Problem(X (n, d), y (n,), ...)` is the problem with `P = 1` that the stacked arrays give, and its
+    cached forms are those of the stacked one."""
+    one = dln.Problem(small.X[0], small.y[0], small.X_test[0], small.y_test[0], small.beta_star[0])
+    assert one.P == 1
+    for name in ("X", "y", "X_test", "y_test", "beta_star", "X_transposed", "Xn", "floor", "row_map"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(small, name))
+
+
+def test_take_slices_without_validating_again(monkeypatch):
+    """`take` (called by the driver whenever runs stop) slices a validated problem: no check runs again."""
+    p = dln.make_problem(n=4, d=9, s=2, seed=[1, 2, 3], n_test=5)
+    monkeypatch.setattr(dln.problem, "validated", lambda *a: pytest.fail("take validated again"))
+    q = p.take(np.array([2, 0]))
+    for name in ("X", "y", "X_test", "y_test", "beta_star"):
+        np.testing.assert_array_equal(getattr(q, name), getattr(p, name)[[2, 0]])
+    np.testing.assert_array_equal(q.Xn, p.X[[2, 0]] / 4)
 
 
 def test_object_array_is_refused_without_unpickling(tmp_path):
@@ -86,6 +137,25 @@ def test_missing_and_unreadable_files(tmp_path):
     bad.write_text("not a zip file")
     with pytest.raises(dln.InputError, match="readable"):
         dln.load_problem(bad)
+
+
+def test_truncated_npz_is_reported_as_truncated(tmp_path):
+    """A `.npy` member whose header announces more bytes than it holds: truncated or corrupt, not
+    "object arrays" (its dtype is float64, checked from the header before loading)."""
+    import io
+    import zipfile
+    members = {}
+    for key, a in (("X", np.ones((10, 30))), ("y", np.ones(10))):
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, a)
+        members[key] = buf.getvalue()
+    path = tmp_path / "cut.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("X.npy", members["X"][:-800])
+        z.writestr("y.npy", members["y"])
+    with pytest.raises(dln.InputError) as e:
+        dln.load_problem(path)
+    assert "truncated or corrupt" in str(e.value) and "object" not in str(e.value), str(e.value)
 
 
 @pytest.mark.parametrize("kw, name", [(dict(n=0), "`n`"), (dict(d=2, s=3), "`s`"), (dict(noise=-1.0), "`noise`"),
