@@ -418,10 +418,11 @@ def _solve(args, cmd):
     elif args.alpha is not None:
         _warn(cmd, f"--alpha has no effect with --objective {args.objective}")
     # whether X beta = y has a solution: the pseudo-inverse's residual is round-off (~ cond(X) eps |y|)
-    # when it does, and of the size of y's component outside the range of X when it does not
+    # when it does, and of the size of y's component outside the range of X when it does not (relative
+    # to |y|: the data may have any scale in DATA_RANGE)
     ls = min_l2(problem)[0]
     ls_res = float(np.abs(problem.residual(ls[None])[0]).max())
-    ytol = 1e-8 * max(1.0, float(np.abs(problem.y).max()))
+    ytol = 1e-8 * float(np.abs(problem.y).max())
     if ls_res > ytol:
         status = "no_interpolator"
         beta = ls if args.objective == "l2" else None

@@ -30,7 +30,7 @@ from ._checks import InputError, alpha_batch, batch_size, finite_array, fits_in_
 from ._hyper import Declared, Hyper
 from .models import Depth, Product, Squares
 from .objective import Objective, Point
-from .problem import Problem
+from .problem import as_problem
 
 #: a run whose loss exceeds this multiple of its initial loss has diverged
 BLOWUP = 1e12
@@ -106,7 +106,8 @@ class Steps(Declared):
         # the per-run parts of every `Move` are the same each step: made once, sliced with the carry
         return {"at": at, "state": state, "t": np.zeros(B), "steps": np.zeros(B, np.int64),
                 "eta": self.per_run("eta", B).astype(float), "evals": _alg.evals_per_run(algorithm, B).copy(),
-                "accepted": np.ones(B, bool), "loss_check": np.full(B, np.nan), "theta_check": np.empty((B, 0, 0))}
+                "accepted": np.ones(B, bool), "loss_check": np.full(B, np.nan), "theta_check": np.empty((B, 0, 0)),
+                "fitted": np.broadcast_to(_floor(objective.problem, fitted=True), (B,)).copy()}
 
     def start_evals(self, algorithm, B):
         """Gradient evaluations counted before the first step: the loss of the state the run ends in."""
@@ -139,12 +140,14 @@ class Steps(Declared):
 
     def _frozen(self, algorithm, carry):
         """Every `check_every` steps: the runs whose state has not changed in floating point since the last
-        check stop as `stalled` (deterministic steps from it repeat it forever). Their loss is the same first;
-        `theta` is kept, in `carry` (updated in place), only while some run's loss is (in a run that moves,
-        never). Returns `(failed, why)` as `Move` takes them, or `(None, None)`."""
+        check, above the loss of a fit to round-off (`carry["fitted"]`), stop as `stalled` (deterministic
+        steps from it repeat it forever; a run fitted to round-off goes on to its cap, as `loss_tol = 0`
+        asks). Their loss is the same first; `theta` is kept, in `carry` (updated in place), only while some
+        run's loss is (in a run that moves, never). Returns `(failed, why)` as `Move` takes them, or
+        `(None, None)`."""
         at = carry["at"]
         L, snap = at.loss, carry["theta_check"]
-        same = L == carry["loss_check"]
+        same = (L == carry["loss_check"]) & (L > carry["fitted"])
         frozen = same & np.all(at.theta == snap, axis=(1, 2)) if snap.size else None
         carry["loss_check"] = L
         carry["theta_check"] = at.theta.copy() if same.any() else np.empty((L.size, 0, 0))
@@ -393,14 +396,16 @@ def _collapsed(model, theta, scale0, L, L0):
     return low & (L >= 0.5 * L0)
 
 
-def _floor(problem):
+def _floor(problem, fitted=False):
     """The least-squares floor `min L` per problem, (P,), 0 where it is round-off: at most the loss
     `(1e4 eps)^2 ||y||^2 / (2n)` of a residual of 1e4 ulps of `y` (a computed least-squares residual of data
     that interpolate is round-off, ~1e-31 of that scale on the default problem, and no loss tolerance
-    below it can be told from 0)."""
+    below it can be told from 0). With `fitted`, the floor plus that round-off: a loss at most this is a
+    fit as close as floating point resolves."""
     y = problem.y
     ulps = (1e4 * np.finfo(float).eps) ** 2 * 0.5 * np.einsum("pn,pn->p", y, y) / problem.n
-    return np.where(problem.floor > ulps, problem.floor, 0.0)
+    floor = np.where(problem.floor > ulps, problem.floor, 0.0)
+    return floor + ulps if fitted else floor
 
 
 def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_wall, progress):
@@ -595,9 +600,7 @@ def run(problem, algorithm=None, integrator=None, *, model=None, alpha=1.0, thet
         Row `b` equals the single run with the `b`-th hyperparameters.
     """
     from .flow import Flow
-    if not isinstance(problem, Problem):
-        raise InputError(f"`problem` must be a dln.Problem (make_problem, load_problem or Problem(X, y)); "
-                         f"got {type(problem).__name__}")
+    problem = as_problem(problem)
     algorithm = _alg.GD() if algorithm is None else _alg.check_algorithm(algorithm)
     integrator = Flow() if integrator is None else integrator
     model = Squares() if model is None else model
