@@ -309,3 +309,12 @@ def test_a_loss_tolerance_below_round_off_is_not_taken_for_no_interpolator(small
     res = dln.run(small, dln.GD(), dln.Flow(), alpha=1.0, loss_tol=1e-300, relative=False)
     assert res.status[0] == "stalled" and "fit to round-off" in res.message[0], res.message[0]
     assert res.final.train_loss[0] < 1e-26  # fitted: the loss at beta = 0 is 0.31 here
+
+
+def test_a_run_fitted_to_round_off_goes_on_to_its_cap(small):
+    """GD at eta 0.02 fits these data to round-off and then repeats one state exactly (without the rule below
+    it stopped as `stalled` at step 768); with `loss_tol = 0` the run must still reach its cap, its loss at
+    round-off, since a frozen state is `stalled` only above the loss of a round-off fit."""
+    res = dln.run(small, dln.GD(), dln.Steps(0.02, 20000), alpha=1.0, loss_tol=0)
+    assert res.status[0] == "max_steps" and res.steps[0] == 20000, res.message[0]
+    assert res.final.train_loss[0] < 1e-26  # the loss at beta = 0 is 0.31 here
