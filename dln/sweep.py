@@ -15,15 +15,24 @@ The spec (a TOML file, or the same content as a dict) has the sections
 
 Every list (except `save_at`) is an axis of the grid, and so are `{logspace = [a, b, k]}` and
 `{linspace = [a, b, k]}`; the dimension is named as its key (`name` gives `algorithm`).
+A spec without axes is one run (a dataset without grid dimensions). A grid has at most
+`MAX_POINTS` points, and its dataset and stored runs must fit in the available memory.
 With `name` as an axis, an algorithm ignores the axes of hyperparameters it does not take:
 its run is computed once and repeated along them.
 
 Execution: the distinct runs are grouped by what one `dln.run` must share (the problem and every
-hyperparameter that is not per run) and each group is cut into tasks of at most `chunk` runs,
-in grid order. A task is one vectorized `dln.run` whose runs share one problem's arrays. A
-run's last bits depend on the batch it ran in (BLAS products of different shapes round
-differently), so the tasks are a function of the spec and `chunk` alone: a store remembers its
-`chunk`, and a resumed sweep recomputes exactly the tasks that were missing.
+hyperparameter that is not per run) and each group is cut into tasks of at most `chunk` runs
+(`1 <= chunk <= MAX_CHUNK`), in grid order. A task is one vectorized `dln.run` whose runs share
+one problem's arrays. A run's last bits depend on the batch it ran in (BLAS products of different
+shapes round differently), so the tasks are a function of the spec and `chunk` alone: a store
+remembers its `chunk`, and a resumed sweep recomputes exactly the tasks that were missing. The
+tasks run in this process, on a local cluster of `1 <= workers <= MAX_WORKERS` processes (never
+more than there are tasks to do) or on a Dask scheduler.
+
+Bad input is refused before anything runs, with one `InputError` naming it: every task's objects
+are built and checked while planning, the store's directory is checked and the scheduler connected
+before the store is created; an `InputError` raised inside a local Dask worker is the sweep's
+error, not a worker's logged traceback.
 
 Storage: with `out`, the zarr group `out/tasks` holds every task's runs in its own chunk of flat
 arrays and a `done` flag per task, written after the task's data (each zarr chunk is written
@@ -33,10 +42,11 @@ written at the root of `out` (`xarray.open_zarr(out)` reads it).
 import inspect
 import itertools
 import json
+import math
 import os
 import sys
 import tomllib
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -44,8 +54,9 @@ from pathlib import Path
 import numpy as np
 
 from . import algorithms as _alg
-from ._checks import InputError
+from ._checks import ALPHA_RANGE, InputError, fits_in_memory
 from ._hyper import Hyper
+from ._io import writable_file
 from .flow import Flow
 from .integrate import Steps, run
 from .models import Depth, Product
@@ -53,6 +64,14 @@ from .problem import load_problem, make_problem
 
 #: default runs per task: a batch large enough to vectorize, small enough to balance workers
 CHUNK = 64
+#: the most runs per task: a larger batch vectorizes no better, and every task holds `chunk` slots
+MAX_CHUNK = 65536
+#: the most grid points: the plan forms each point's run in Python (about 20 s for the most)
+MAX_POINTS = 1_000_000
+#: the most local worker processes
+MAX_WORKERS = 256
+#: bytes a string of a run (`status`, `message`) is counted as when the memory of a sweep is estimated
+TEXT_BYTES = 128
 #: environment variables that set the BLAS and OpenMP threads of a local worker (to 1)
 BLAS_THREADS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 #: integrator kinds of `[integrator] kind`
@@ -60,9 +79,10 @@ INTEGRATORS = {"flow": Flow, "steps": Steps}
 #: `[model] param` -> model factory of `depth`
 MODELS = {"squares": lambda depth: Depth(2), "product": lambda depth: Product(), "depth": Depth}
 
-ALPHA = Hyper("alpha", "initialization scale u = v = alpha", lo=0, lo_open=True, default=1.0)
+ALPHA = Hyper("alpha", "initialization scale u = v = alpha", lo=ALPHA_RANGE[0], hi=ALPHA_RANGE[1], default=1.0)
 SAMPLE_SEED = Hyper("sample_seed", "seed of the run's random stream", kind="int", lo=0, default=0)
 SEED = Hyper("seed", "seed of the generated problem", kind="int", lo=0)
+N_TEST = Hyper("n_test", "test samples of the generated problem (0: none)", kind="int", lo=0)
 LOSS_TOL = Hyper("loss_tol", "stop at train loss <= loss_tol (times L(0) when relative)", lo=0, per_run=False,
                  default=1e-14)
 RELATIVE = Hyper("relative", "loss_tol is relative to the initial loss", kind="bool", per_run=False, default=True)
@@ -110,8 +130,9 @@ def _values(where, value):
         if (not isinstance(arg, list) or len(arg) != 3 or
                 not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in arg)):
             raise InputError(f"`{where}` {kind} must be [a, b, k] with numbers a, b and a count k; got {arg!r}")
-        if not isinstance(arg[2], int) or arg[2] < 1:
-            raise InputError(f"`{where}` {kind} = [a, b, k] needs an integer count k >= 1; got k = {arg[2]!r}")
+        if not isinstance(arg[2], int) or not 1 <= arg[2] <= MAX_POINTS:
+            raise InputError(f"`{where}` {kind} = [a, b, k] needs an integer count 1 <= k <= {MAX_POINTS} (the "
+                             f"most grid points); got k = {arg[2]!r}")
         return [float(x) for x in getattr(np, kind)(*arg)], True
     if isinstance(value, list):
         if not value:
@@ -141,17 +162,18 @@ class Plan:
     def __init__(self, spec, chunk=CHUNK):
         raw, base = _read(spec)
         self.spec = raw
-        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-            raise InputError(f"`chunk` must be an integer >= 1 (runs per task); got {chunk!r}")
+        if not isinstance(chunk, int) or isinstance(chunk, bool) or not 1 <= chunk <= MAX_CHUNK:
+            raise InputError(f"`chunk` must be an integer with 1 <= chunk <= {MAX_CHUNK} (runs per task); "
+                             f"got {chunk!r}")
         self.chunk = chunk
         sections = {"problem", "model", "algorithm", "init", "integrator"}
         bad = set(raw) - sections
         if bad:
             raise InputError(f"spec: unknown section [{sorted(bad)[0]}]; allowed: {', '.join(sorted(sections))}")
-        sec = {s: dict(raw.get(s, {})) for s in sections}
         for s, v in raw.items():
             if not isinstance(v, dict):
                 raise InputError(f"spec: [{s}] must be a table of keys; got {v!r}")
+        sec = {s: dict(raw.get(s, {})) for s in sections}
         self.data = self._problem(sec["problem"], base)
         self.save_at = self._save_at(sec["integrator"].pop("save_at", []))
         fixed, self.axes, keys = {}, {}, {}
@@ -167,8 +189,10 @@ class Plan:
                                      "make one of them a single value")
                 self.axes[dim], keys[dim] = values, (s, k)
         self._check_keys(fixed, keys)
+        self._check_points()
         self._shapes = set()
         self._runs(fixed, keys)
+        self._check_memory()
 
     # -- the spec's sections ------------------------------------------------------------------
 
@@ -182,7 +206,7 @@ class Plan:
             path = problem["data"]
             if not isinstance(path, str):
                 raise InputError(f"`problem.data` must be one .npz file name; got {path!r}")
-            data = load_problem(base / path)
+            data = _load(base / path)
             if data.P != 1:
                 raise InputError(f"`problem.data` must hold one problem (X of shape (n, d)); got {data.P} stacked")
             self.d = data.d
@@ -242,6 +266,25 @@ class Plan:
                 raise InputError(f"spec: unknown key {s}.{k}; allowed in [{s}]: {', '.join(sorted(allowed[s]))}")
 
     # -- the grid ------------------------------------------------------------------------------
+
+    def _check_points(self):
+        """The number of grid points, at most `MAX_POINTS`, before the grid is formed."""
+        points = math.prod(len(v) for v in self.axes.values())
+        if points > MAX_POINTS:
+            sizes = " x ".join(f"`{dim}` {len(v)}" for dim, v in self.axes.items())
+            raise InputError(f"spec: the grid must have at most {MAX_POINTS} points; got {sizes} = {points}: "
+                             "shorten an axis")
+
+    def _check_memory(self):
+        """The labeled dataset of every grid point and the runs of every task's slots fit in memory
+        (both are held at the end), before anything runs."""
+        sizes = {"coord": self.d, "time": self.save_at.size}
+        per_run = sum(math.prod(sizes[x] for x in dims) * (TEXT_BYTES if dt is str else np.dtype(dt).itemsize)
+                      for dims, dt, _ in _layout(self).values())
+        slots = len(self.tasks) * self.chunk
+        fits_in_memory(per_run * (self.index.size + slots),
+                       f"spec: the grid's {self.index.size} points and {len(self.tasks)} tasks of `chunk` = "
+                       f"{self.chunk} runs (d = {self.d})")
 
     def _runs(self, fixed, keys):
         """Distinct runs, their groups and tasks, and the grid's slot index; every task's
@@ -316,11 +359,11 @@ class Plan:
             objects = _objects(task)
             if task["problem"] is not None:
                 p = task["problem"]
-                SEED.check(p["seed"])
+                _integer(SEED, p["seed"])
                 shape = json.dumps({k: v for k, v in p.items() if k != "seed"}, sort_keys=True)
                 if shape not in self._shapes:  # each distinct shape generated once, small
                     make_problem(**{**p, "seed": 0, "n_test": 0})
-                    SEED.check(p["n_test"])
+                    _integer(N_TEST, p["n_test"])
                     self._shapes.add(shape)
         except InputError as e:
             raise InputError(f"spec: {e}") from None
@@ -337,6 +380,24 @@ class Plan:
             raise InputError("spec: `integrator.loss_tol` = 0 runs to the cap, so the flow needs a finite max_time")
 
 
+def _integer(h, value):
+    """`problem.seed` or `problem.n_test` checked by its declaration `h`, and an integer as `make_problem`
+    takes it: a float such as 3.0 (the values of a linspace axis) is refused there, so here too."""
+    if isinstance(value, (float, bool)):
+        raise InputError(f"`problem.{h.name}` must be an integer ({h.range}), as make_problem takes it; got "
+                         f"{value!r} (a linspace axis gives floats: list the integers)")
+    h.check(value)
+
+
+def _load(path):
+    """The problem of the file `path` (`load_problem`), its errors naming `problem.data` and the file."""
+    try:
+        return load_problem(path)
+    except InputError as e:
+        msg = str(e).replace("`data`", "`problem.data`")
+        raise InputError(msg if "`problem.data`" in msg else f"`problem.data` file {str(path)!r}: {msg}") from None
+
+
 def _objects(task):
     """The algorithm, integrator, model and `run` keywords of a task (validated by their declarations)."""
     def arrays(d):
@@ -346,7 +407,7 @@ def _objects(task):
     integrator = INTEGRATORS[task["kind"]](**arrays(task["integrator"]))
     model = MODELS[task["model"].get("param", "squares")](task["model"].get("depth", 3))
     return {"algorithm": algorithm, "integrator": integrator, "model": model,
-            "alpha": ALPHA.check(np.asarray(task["alpha"], float)),
+            "alpha": ALPHA.check(task["alpha"]),
             "sample_seed": SAMPLE_SEED.check(np.asarray(task["sample_seed"])),
             **{k: STOP[k].check(v) for k, v in task["stop"].items() if v is not None}}
 
@@ -463,17 +524,14 @@ def _difference(old, new, where=""):
     return None
 
 
-def _open(plan, out, chunk_given):
-    """The store at `out`: created for `plan`, or an existing one checked against it."""
-    import zarr
+def _held(plan, out, chunk_given):
+    """The attributes of the store at `out`, checked against `plan`; None when `out` is new, once its
+    directory is checked to take it. Nothing is written."""
     path = Path(out)
-    meta = {"spec": _canonical(plan.spec), "chunk": plan.chunk, "tasks": len(plan.tasks), "runs": plan.runs,
-            "sizes": np.bincount(np.unique(plan.index) // plan.chunk, minlength=len(plan.tasks)).tolist(),
-            "dln_version": _version(), "start_time": _now()}
     if not path.exists():
-        _Store.create(plan, path, meta)
-    group = _tasks_group(path)
-    held = dict(group.attrs)
+        writable_file(path, "out")
+        return None
+    held = dict(_tasks_group(path).attrs)
     diff = _difference(json.loads(held["spec"]), plan.spec)
     if diff:
         raise InputError(f"`out` {str(out)!r} holds a sweep of a different spec: {diff} (use another --out, or "
@@ -481,7 +539,18 @@ def _open(plan, out, chunk_given):
     if chunk_given is not None and chunk_given != held["chunk"]:
         raise InputError(f"`out` {str(out)!r} was cut into tasks of chunk = {held['chunk']} runs; got chunk = "
                          f"{chunk_given} (a run's last bits depend on its batch: resume with the same chunk)")
-    return _Store(plan, zarr.open_group(path, mode="r+")["tasks"]), held
+    return held
+
+
+def _open(plan, out, held):
+    """The store at `out` and its attributes: created for `plan` when new (`held` None)."""
+    import zarr
+    if held is None:
+        held = {"spec": _canonical(plan.spec), "chunk": plan.chunk, "tasks": len(plan.tasks), "runs": plan.runs,
+                "sizes": np.bincount(np.unique(plan.index) // plan.chunk, minlength=len(plan.tasks)).tolist(),
+                "dln_version": _version(), "start_time": _now()}
+        _Store.create(plan, out, held)
+    return _Store(plan, zarr.open_group(out, mode="r+")["tasks"]), held
 
 
 def _tasks_group(path):
@@ -505,24 +574,46 @@ def _now():
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _workers(workers):
+    """`workers` checked (`1 <= workers <= MAX_WORKERS`); None gives the cores this process may use."""
+    if workers is None:
+        return min(len(os.sched_getaffinity(0)), MAX_WORKERS)
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
+        raise InputError(f"`workers` must be an integer with 1 <= workers <= {MAX_WORKERS} (local processes); "
+                         f"got {workers!r}")
+    return workers
+
+
 @contextmanager
-def _client(workers, scheduler, client):
-    """A Dask client: the one given, one connected to `scheduler`, or a local cluster of `workers`
-    processes with one thread each (Dask's nanny sets one BLAS thread per worker)."""
-    if client is not None:
+def _connected(scheduler, client):
+    """The Dask client given, one connected to `scheduler` (refused when none answers), or None. A client
+    made here is not the process's default: one that failed to connect was left as the default, its
+    dask `scheduler` setting pointing at nothing (a later `xarray.open_zarr(...).load()` in the process
+    raised "no Client active")."""
+    if client is not None or scheduler is None:
         yield client
         return
+    from distributed import Client
+    try:
+        c = Client(scheduler, timeout="10s", set_as_default=False)
+    except (OSError, TimeoutError, ValueError, TypeError) as e:
+        raise InputError(f"`scheduler` {scheduler!r}: no Dask scheduler answered ({e})") from None
+    with c:
+        yield c
+
+
+@contextmanager
+def _local(workers):
+    """A Dask client of a local cluster of `workers` processes with one thread each (Dask's nanny sets
+    one BLAS thread per worker), whose logs below CRITICAL are silenced: a task's error comes back
+    through its future (an `InputError` as the sweep's one line), and Dask's own tracebacks are noise
+    here (a task's "Compute Failed", or a worker's heartbeat that races the scheduler's close when
+    the workers outnumber the cores). Like `_connected`'s, the client is not made the process's default
+    dask client: the tasks go through it by name."""
     import logging
-    from distributed import Client, LocalCluster
-    if scheduler is not None:
-        try:
-            c = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError, ValueError) as e:
-            raise InputError(f"`scheduler` {scheduler!r}: no Dask scheduler answered ({e})") from None
-        with c:
-            yield c
-        return
+
     import dask
+    from distributed import Client, LocalCluster
     # one BLAS thread per worker, and no MALLOC_TRIM_THRESHOLD_ = 64 KiB (Dask's default for nanny
     # workers: every freed (B, n) or (B, d) temporary goes back to the OS and faults in again, measured
     # +40% CPU in system time on a flow sweep); no statistical profiler (a stack sample every 10 ms)
@@ -531,12 +622,15 @@ def _client(workers, scheduler, client):
     # the scheduler's HTTP endpoints on a free local port (8787 may be taken)
     with dask.config.set(quiet), LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                               host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                                              silence_logs=logging.ERROR) as cluster, Client(cluster) as c:
+                                              silence_logs=logging.CRITICAL) as cluster, \
+            Client(cluster, set_as_default=False) as c:
         yield c
 
 
-def _execute(plan, store, workers, scheduler, client, progress):
-    """Compute the tasks not yet done, writing each to `store` as it completes."""
+def _execute(plan, store, workers, client, progress):
+    """Compute the tasks not yet done, writing each to `store` as it completes: through `client`, or
+    without one on at most `workers` local processes, never more than there are tasks to do (one: in
+    this process)."""
     from tqdm.auto import tqdm
     todo = store.todo()
     bar = tqdm(total=len(plan.tasks), initial=len(plan.tasks) - todo.size, unit="task", disable=not progress,
@@ -544,16 +638,16 @@ def _execute(plan, store, workers, scheduler, client, progress):
     try:
         if not todo.size:
             return
-        if client is None and scheduler is None and workers == 1:
+        if client is None and min(workers, todo.size) == 1:
             for i in todo:
                 store.write(i, _compute(plan.tasks[i], plan.data))
                 bar.update()
             return
         from distributed import as_completed
-        with _client(workers, scheduler, client) as c:
+        with nullcontext(client) if client is not None else _local(min(workers, todo.size)) as c:
             data = None if plan.data is None else c.scatter(plan.data, broadcast=True)
             futures = {c.submit(_compute, plan.tasks[i], data, pure=False): int(i) for i in todo}
-            for f in as_completed(futures):
+            for f in as_completed(futures, loop=c.loop):
                 store.write(futures[f], f.result())
                 f.release()
                 bar.update()
@@ -568,7 +662,7 @@ def _dataset(plan, flat, attrs):
     layout = _layout(plan)
     data = {}
     for v, a in flat.items():
-        a = a[plan.index]
+        a = a[plan.index.ravel()].reshape(plan.index.shape + a.shape[1:])  # a 0-d index would give a scalar
         data[v] = (dims + layout[v][0], a.astype(object) if layout[v][1] is str else a)
     # strings as objects: zarr stores them as variable-length UTF-8
     coords = {dim: np.asarray(values, object if isinstance(values[0], str) else None)
@@ -593,8 +687,8 @@ def sweep(spec, out=None, *, chunk=None, workers=None, scheduler=None, client=No
     chunk : int, optional
         Runs per task (one vectorized `dln.run` each); default 64, or the store's.
     workers : int, optional
-        Local worker processes, one thread each (default: the cores this process may use);
-        1 runs in this process.
+        Local worker processes, one thread each, `1 <= workers <= MAX_WORKERS` (default: the cores
+        this process may use); never more than there are tasks to do; 1 runs in this process.
     scheduler : str, optional
         Address of a running Dask scheduler (`tcp://host:8786`) to submit the tasks to.
     client : distributed.Client, optional
@@ -612,19 +706,19 @@ def sweep(spec, out=None, *, chunk=None, workers=None, scheduler=None, client=No
         `dln_version`, `start_time`, `end_time`.
     """
     plan = Plan(spec, CHUNK if chunk is None else chunk)
-    if workers is None:
-        workers = len(os.sched_getaffinity(0))
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise InputError(f"`workers` must be an integer >= 1; got {workers!r}")
-    if out is None:
-        store, held = _Store(plan), {"start_time": _now()}
-    else:
+    workers = _workers(workers)
+    if out is not None:
         if chunk is None and Path(out).exists():
             plan = Plan(spec, _tasks_group(out).attrs["chunk"])
-        store, held = _open(plan, out, chunk)
-        if held.get("complete"):
+        held = _held(plan, out, chunk)
+        if held is not None and held.get("complete"):
             return _read_dataset(out)
-    _execute(plan, store, workers, scheduler, client, progress)
+    with _connected(scheduler, client) as client:  # before the store is created
+        if out is None:
+            store, held = _Store(plan), {"start_time": _now()}
+        else:
+            store, held = _open(plan, out, held)
+        _execute(plan, store, workers, client, progress)
     attrs = {"spec": _canonical(plan.spec), "dln_version": _version(), "start_time": held["start_time"],
              "end_time": _now(), "chunk": plan.chunk, "tasks": len(plan.tasks)}
     ds = _dataset(plan, store.read(), attrs)

@@ -15,7 +15,7 @@ import xarray as xr
 
 import dln
 from dln.integrate import BLOWUP
-from dln.sweep import Plan, status, sweep
+from dln.sweep import MAX_CHUNK, MAX_POINTS, MAX_WORKERS, Plan, _compute, _local, status, sweep
 
 #: a small problem, so that a task takes a fraction of a second
 PROBLEM = {"n": 8, "d": 20, "s": 3, "n_test": 50}
@@ -80,8 +80,22 @@ def test_failed_runs_appear_with_their_status():
     ({"runs": {"x": 1}}, "unknown section [runs]"),
     ({"algorithm": {"gamma": []}}, "axis `algorithm.gamma` is empty"),
     ({"algorithm": {"gamma": [0.1, -1.0]}}, "`gamma` must satisfy gamma >= 0; got -1.0"),
-    ({"init": {"alpha": {"logspace": [-1, 0, 0]}}}, "needs an integer count k >= 1"),
-    ({"init": {"alpha": [1.0, 0.0]}}, "`alpha` must satisfy alpha > 0"),
+    ({"init": {"alpha": {"logspace": [-1, 0, 0]}}}, "needs an integer count 1 <= k"),
+    ({"init": {"alpha": [1.0, 0.0]}}, "`alpha` must satisfy 1e-100 <= alpha <= 1e+50; got 0.0"),
+    # `run`'s range, checked up front
+    ({"init": {"alpha": 1e300}}, "`alpha` must satisfy 1e-100 <= alpha <= 1e+50; got 1e+300"),
+    ({"init": {"alpha": [0.1, "a"]}}, "`alpha` must be a real number (1e-100 <= alpha <= 1e+50)"),
+    # bounded before the values are formed
+    ({"init": {"alpha": {"logspace": [-2, 0, 10**12]}}}, f"`init.alpha` logspace = [a, b, k] needs an integer "
+                                                         f"count 1 <= k <= {MAX_POINTS}"),
+    ({"algorithm": {"gamma": {"linspace": [0, 1, 1000]}}, "init": {"alpha": {"logspace": [-1, 0, 1000]}}},
+     f"the grid must have at most {MAX_POINTS} points; got `seed` 2 x `algorithm` 2 x `gamma` 1000 x "
+     "`alpha` 1000 = 4000000"),
+    ({"problem": 3}, "spec: [problem] must be a table of keys; got 3"),
+    # integers as make_problem takes them: the floats of a linspace axis are refused there, so here too
+    ({"problem": {"seed": {"linspace": [0, 39, 40]}}}, "`problem.seed` must be an integer (seed >= 0"),
+    ({"problem": {"n_test": -1}}, "`n_test` must satisfy n_test >= 0"),
+    ({"model": {"param": "depth", "depth": 10**24}}, "spec: `depth` must be an integer with 2 <= depth"),
     ({"integrator": {"rtol": 2.0}}, "`rtol` must satisfy 0 < rtol < 1"),
     ({"integrator": {"eta": 0.1}}, "unknown key integrator.eta"),
     ({"integrator": {"kind": "euler"}}, "`integrator.kind` must be one of"),
@@ -95,7 +109,7 @@ def test_bad_spec_is_one_line_naming_it_and_nothing_runs(cli, tmp_path, change, 
     if change.get("algorithm", {}).get("name") in ("gd", "flood"):
         s["algorithm"] = {}
     for k, v in change.items():
-        s[k] = {**s.get(k, {}), **v}
+        s[k] = {**s.get(k, {}), **v} if isinstance(v, dict) else v
     with pytest.raises(dln.InputError) as e:
         Plan(s)
     assert words in str(e.value) and "\n" not in str(e.value)
@@ -107,14 +121,77 @@ def test_bad_spec_is_one_line_naming_it_and_nothing_runs(cli, tmp_path, change, 
 
 
 def _toml(spec):
-    """A spec dict as TOML text (tables of scalars, lists and one-key inline tables)."""
+    """A spec dict as TOML text (tables of scalars, lists and one-key inline tables; a section that is
+    not a table as a top-level key, before the tables)."""
     def value(v):
         if isinstance(v, dict):
             return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
         if isinstance(v, list):
             return "[" + ", ".join(value(x) for x in v) + "]"
         return json.dumps(v)
-    return "".join(f"[{s}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in t.items()) for s, t in spec.items())
+    return ("".join(f"{s} = {value(t)}\n" for s, t in spec.items() if not isinstance(t, dict)) +
+            "".join(f"[{s}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in t.items())
+                    for s, t in spec.items() if isinstance(t, dict)))
+
+
+def test_a_spec_without_axes_is_one_run_stored_and_resumed(cli, tmp_path):
+    one = {"problem": {**PROBLEM, "seed": 0}, "algorithm": {"name": "gd"}, "integrator": {"loss_tol": 1e-6}}
+    out = tmp_path / "one.zarr"
+    ds = sweep(one, out, workers=1, progress=False)
+    assert dict(ds.sizes) == {"coord": 20} and ds.status.item() == "converged"
+    # the run of a grid of one point, without its dimension
+    axis = sweep({**one, "init": {"alpha": [1.0]}}, workers=1, progress=False)
+    assert same(ds, axis.isel(alpha=0, drop=True))
+    assert same(xr.open_zarr(out, consolidated=False).load(), ds)
+    assert status(out)["complete"] and same(sweep(one, out, workers=1, progress=False), ds)
+    (tmp_path / "empty.toml").write_text("")  # every default: one run of make_problem()
+    code, text, err = cli("sweep", tmp_path / "empty.toml", "--out", tmp_path / "empty.zarr", "--workers", 1)
+    assert code == 0 and "1 grid points (1 tasks)" in text and "1 converged" in text
+    assert xr.open_zarr(tmp_path / "empty.zarr", consolidated=False).status.item() == "converged"
+
+
+@pytest.mark.parametrize("option, words", [
+    (["--chunk", 10**30], f"argument --chunk: must be an integer >= 1 and <= {MAX_CHUNK}"),
+    (["--workers", 10**30], f"argument --workers: must be an integer >= 1 and <= {MAX_WORKERS}"),
+    (["--out", "nodir/r.zarr"], "`--out` must be a path in an existing directory"),
+    (["--scheduler", "notanaddress"], "`--scheduler` 'notanaddress': no Dask scheduler answered"),
+    (["--scheduler", ""], "`--scheduler` '': no Dask scheduler answered"),
+])
+def test_bad_option_is_one_line_and_no_store_is_made(cli, tmp_path, monkeypatch, option, words):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.toml").write_text(_toml(spec()))
+    code, out, err = cli("sweep", "spec.toml", "--out", "r.zarr", *option)
+    assert code == 2 and words in err and err.count("\n") == 1 and out == ""
+    assert os.listdir(tmp_path) == ["spec.toml"]
+
+
+def test_workers_are_bounded_and_never_outnumber_the_tasks(monkeypatch):
+    with pytest.raises(dln.InputError, match=f"`workers` must be an integer with 1 <= workers <= {MAX_WORKERS}"):
+        sweep(spec(), workers=MAX_WORKERS + 1, progress=False)
+    with pytest.raises(dln.InputError, match=f"`chunk` must be an integer with 1 <= chunk <= {MAX_CHUNK}"):
+        sweep(spec(), chunk=10**30, progress=False)
+    started = []
+
+    def local(workers):  # records the cluster's size instead of starting it
+        started.append(workers)
+        raise LookupError("not started")
+    monkeypatch.setattr(sys.modules["dln.sweep"], "_local", local)
+    two = {"problem": {**PROBLEM, "seed": [0, 1]}, "algorithm": {"name": "gd"}, "integrator": {"loss_tol": 1e-6}}
+    with pytest.raises(LookupError, match="not started"):
+        sweep(two, workers=MAX_WORKERS, progress=False)  # one task per problem
+    assert started == [2]
+    sweep({**two, "problem": {**PROBLEM, "seed": 0}}, workers=MAX_WORKERS, progress=False)  # one task: here
+    assert started == [2]
+
+
+def test_an_input_error_in_a_local_worker_is_raised_without_dask_tracebacks(capfd):
+    # a value the plan refuses, put into a task by hand: the worker's run refuses it again
+    task = {**Plan(spec()).tasks[0], "alpha": [1e300]}
+    with _local(1) as client:
+        with pytest.raises(dln.InputError, match="`alpha` must satisfy 1e-100 <= alpha <= 1e.50; got 1e.300"):
+            client.submit(_compute, task).result()
+    err = capfd.readouterr().err
+    assert "Compute Failed" not in err and "Traceback" not in err, err
 
 
 def test_store_resume_refusals_and_status(cli, tmp_path):
@@ -242,6 +319,28 @@ def test_data_file_spec(tmp_path):
     np.testing.assert_array_equal(ds.beta, gen.beta)
 
 
+def test_data_file_errors_name_the_spec_key_and_the_file(cli, tmp_path):
+    X = dln.make_problem(**PROBLEM).X[0]
+    X[0, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", X=X, y=np.ones(len(X)))
+    (tmp_path / "spec.toml").write_text(_toml({"problem": {"data": "nan.npz"}}))
+    code, out, err = cli("sweep", tmp_path / "spec.toml", "--out", tmp_path / "r.zarr", "--workers", 1)
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "r.zarr").exists()
+    assert f"`problem.data` file {str(tmp_path / 'nan.npz')!r}: `X` must be finite" in err
+
+
 def test_version(cli):
     code, out, err = cli("--version")
     assert code == 0 and out == f"dln {version('dln')}\n" and dln.__version__ == version("dln")
+
+
+def test_a_refused_scheduler_leaves_the_process_dask_settings_alone(tmp_path):
+    """A Client that fails to connect was left as the process's default, its dask `scheduler` setting
+    pointing at nothing: a later `xarray.open_zarr(...).load()` raised "no Client active"."""
+    import dask
+    before = dask.config.get("scheduler", None)
+    with pytest.raises(dln.InputError, match="no Dask scheduler answered"):
+        sweep(spec(), tmp_path / "s.zarr", scheduler="notanaddress", progress=False)
+    assert dask.config.get("scheduler", None) == before
+    ds = sweep(spec(), tmp_path / "t.zarr", chunk=4, workers=1, progress=False)
+    assert same(xr.open_zarr(tmp_path / "t.zarr", consolidated=False).load(), ds)
