@@ -50,7 +50,7 @@ from scipy.integrate import solve_ivp  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
 
 import dln  # noqa: E402
-from dln._io import atomic_path  # noqa: E402
+from dln._io import atomic_path, writable_file  # noqa: E402
 
 try:
     import numba
@@ -745,9 +745,7 @@ def add_arguments(parser, cmd):
 def main(args, cmd):
     name = args.size or ("quick" if args.quick else "full")
     if args.json is not None:
-        folder = os.path.dirname(os.path.abspath(args.json))
-        if not os.path.isdir(folder):
-            raise dln.InputError(f"`--json` must be a path in an existing folder; {folder!r} does not exist")
+        writable_file(args.json, "--json")  # before the benchmark: it takes minutes
     res = collect(SIZES[name], log=lambda s: print(s, file=sys.stderr, flush=True))
     res["size"] = name
     print(table(res))

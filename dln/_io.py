@@ -1,5 +1,6 @@
 """Files the tool writes are complete or absent, and output paths are checked before any work."""
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,9 +22,28 @@ def atomic_path(path):
     try:
         yield tmp
         os.chmod(tmp, 0o644)  # mkstemp makes files readable by the owner only
+        kind = _special(target)
+        if kind:  # `writable_file` refuses it before any work; this holds for library callers too
+            raise InputError(f"`path` must be a regular file or a new name; {str(target)!r} is a {kind}: not replaced")
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+#: what an existing path that is not a regular file is, by `stat` test
+_KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+          (stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISSOCK, "socket"))
+
+
+def _special(path):
+    """What `path` is ("character device", "FIFO (named pipe)", ...) when it exists and is not a regular
+    file (following symbolic links), else None. `os.replace` onto it would replace a device node or a
+    pipe by a regular file, or fail on a directory."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # absent, or a dangling link: a new file
+        return None
+    return None if stat.S_ISREG(mode) else next((kind for test, kind in _KINDS if test(mode)), "special file")
 
 
 def _probe(directory, flag, what):
@@ -39,10 +59,15 @@ def _probe(directory, flag, what):
 
 def writable_file(path, flag):
     """Check, before any work, that the file `path` can be written (its directory exists and takes
-    new files; it is not a directory); `flag` names the option in the error. Returns `path`."""
+    new files; it is new or a regular file, not a directory, device, FIFO or socket); `flag` names the
+    option in the error. Returns `path`."""
     p = Path(path)
     if p.is_dir() or str(path).endswith(os.sep):
         raise InputError(f"`{flag}` must be a file path, not a directory; got {str(path)!r}")
+    kind = _special(p)
+    if kind:
+        raise InputError(f"`{flag}` must be a regular file or a new name (it is replaced when the work is done); "
+                         f"got {str(path)!r}, a {kind}")
     parent = p.absolute().parent
     if not parent.is_dir():
         raise InputError(f"`{flag}` must be a path in an existing directory; {str(parent)!r} does not exist "

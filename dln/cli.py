@@ -4,6 +4,8 @@ Each command lives in a module with `add_arguments(parser)` and `main(args)`;
 bad input exits with code 2 and one line that names the argument and its range.
 Ctrl-C (or SIGTERM) exits with one line and code 130 (143); files being written are
 removed (`dln._io.atomic_path`); a closed output pipe (`dln ... | head`) ends quietly.
+A Ctrl-C that Python swallows ("Exception ignored in" a weakref or `__del__` callback)
+still ends the command that way: at the command's next `raise_if_interrupted()`, or when it returns.
 Warnings raised while a command runs are printed as one line each after it, and
 dropped when it fails with an input error (the error line says what went wrong).
 """
@@ -15,6 +17,7 @@ import signal
 import sys
 import threading
 import warnings
+from contextlib import contextmanager
 
 from ._checks import InputError
 
@@ -52,17 +55,70 @@ def _terminate(signum, frame):
     raise _Terminated
 
 
+#: the Ctrl-Cs received while the current command runs (see `_signals`)
+_interrupts = []
+
+
+def _interrupt(signum, frame):
+    """SIGINT: noted, then raised as `KeyboardInterrupt`, which Python swallows when it lands in a weakref
+    or `__del__` callback; the note outlives it."""
+    _interrupts.append(signum)
+    raise KeyboardInterrupt
+
+
+def _unraisable(previous):
+    """An unraisable-exception hook: a swallowed `KeyboardInterrupt` is noted and not printed (the command
+    ends with its one line instead); any other exception goes to `previous`."""
+    def hook(unraisable):
+        if issubclass(unraisable.exc_type, KeyboardInterrupt):
+            _interrupts.append(signal.SIGINT)
+        else:
+            previous(unraisable)
+    return hook
+
+
+def raise_if_interrupted():
+    """Raise `KeyboardInterrupt` if Ctrl-C was pressed during this command but swallowed on the way; a
+    command that works in units (a figure each) calls it between them, so it stops at once."""
+    if _interrupts:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def _signals():
+    """While a command runs in the main thread (signal handlers live there only): SIGTERM raises
+    `_Terminated`, SIGINT is noted and raised (unless it is ignored, as in a background job `dln ... &`),
+    and a swallowed `KeyboardInterrupt` is noted, not printed. Everything is restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _interrupts.clear()
+    hook = sys.unraisablehook
+    term = signal.signal(signal.SIGTERM, _terminate)
+    intr = signal.getsignal(signal.SIGINT)
+    ours = intr not in (signal.SIG_IGN, None)  # None: a handler set outside Python, left alone
+    if ours:
+        signal.signal(signal.SIGINT, _interrupt)
+    sys.unraisablehook = _unraisable(hook)
+    try:
+        yield
+    finally:
+        sys.unraisablehook = hook
+        if ours:
+            signal.signal(signal.SIGINT, intr)
+        signal.signal(signal.SIGTERM, term)
+
+
 def main(argv=None):
     """`dln COMMAND ...`; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     cmd = argv[0] if argv and argv[0] in COMMANDS else None
     prog = f"dln {cmd}" if cmd else "dln"
-    main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with _signals(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             code = _main(argv)
+            raise_if_interrupted()  # never a success after a swallowed Ctrl-C
             if code != 2:
                 for text in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
                     sys.stderr.write(f"{prog}: warning: {' '.join(text.split())}\n")
@@ -78,9 +134,6 @@ def main(argv=None):
         # stdout from raising again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _main(argv):

@@ -16,7 +16,9 @@ import time
 import numpy as np
 
 from ._checks import InputError
+from ._io import writable_file
 from .cli_simulate import _load, _number, _problem_arguments
+from .sweep import MAX_CHUNK, MAX_WORKERS
 
 #: library argument names -> the flags that set them
 FLAGS = {"out": "--out", "chunk": "--chunk", "workers": "--workers", "scheduler": "--scheduler", "spec": "SPEC"}
@@ -30,10 +32,11 @@ def add_arguments(parser, cmd):
     parser.add_argument("spec", nargs="?", metavar="SPEC.toml", help="the sweep's spec (see README, Sweeps)")
     parser.add_argument("--out", metavar="RESULTS.zarr", help="zarr store the results go to, task by task; "
                                                               "run again to resume")
-    parser.add_argument("--chunk", type=_number(int, 1), help="runs per task (one vectorized run; default 64, "
-                                                               "or the store's when resuming)")
-    parser.add_argument("--workers", type=_number(int, 1),
-                        help="local worker processes, one BLAS thread each (default: the cores; 1: in this process)")
+    parser.add_argument("--chunk", type=_number(int, 1, MAX_CHUNK),
+                        help="runs per task (one vectorized run; default 64, or the store's when resuming)")
+    parser.add_argument("--workers", type=_number(int, 1, MAX_WORKERS),
+                        help="local worker processes, one BLAS thread each (default: the cores; 1: in this process; "
+                             "never more than the tasks)")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
     parser.add_argument("--status", metavar="RESULTS.zarr", help="say how much of a stored sweep is done, then exit")
 
@@ -43,6 +46,8 @@ def _flagify(message):
 
 
 def _make_data(args, cmd):
+    """`dln make-data`: generate (or load) a problem and write it to `--out`, checked before any work."""
+    writable_file(args.out, "--out")
     problem = _load(args, cmd)
     problem.save(args.out)
     info = {"out": args.out, "n": problem.n, "d": problem.d,

@@ -1217,6 +1217,9 @@ def _main(args):
     import matplotlib.pyplot as plt
     backend = matplotlib.get_backend().lower()
     if backend in ("agg", "pdf", "ps", "svg", "cairo", "template", "pgf"):
+        # the flags are checked first, as with --save: the explorer's own checks, on a figure without the
+        # simulated curve, thrown away
+        plt.close(explore(problem, background=False, **{**kw, "sim_alphas": []})[0])
         raise InputError(f"no display for an interactive window (matplotlib backend {backend!r}): "
                          "set DISPLAY (or MPLBACKEND=TkAgg), or use `--save FILE.png`")
     explore(problem, background=True, **kw)

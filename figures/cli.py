@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dln import InputError
 from dln._io import writable_dir
+from dln.cli import raise_if_interrupted
 
 from . import _common as C
 
@@ -97,6 +98,7 @@ def main(args, cmd=None):
         notes = [p for p in paths if str(p).endswith(".txt")]
         for p in notes:
             lines += ["    " + s for s in Path(p).read_text().splitlines()]
+        raise_if_interrupted()  # a Ctrl-C swallowed during this figure stops before the next one
     bar.close()
     sys.stdout.write("\n".join(lines) + f"\n{len(names)} figure(s) in {time.perf_counter() - total:.1f} s "
                      f"({'quick' if args.quick else 'full'}) in {out}/\n")

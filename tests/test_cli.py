@@ -3,15 +3,22 @@
 The CLI is a front end: each check builds the same objects by hand, calls
 `dln.run` / `dln.solve_dual`, and expects the same numbers (the computation
 is deterministic, so equal to round-off of the JSON float repr, i.e. exactly).
+Then the command-line contract: output paths checked before any work, and Ctrl-C.
 """
 import json
+import os
+import signal
+import stat
 import subprocess
 import sys
+import types
+import weakref
 
 import numpy as np
 import pytest
 
 import dln
+from dln._io import atomic_path
 
 TINY = ["--n", 4, "--d", 10, "--s", 1, "--n-test", 5, "--seed", 3]
 KEYS = {"beta", "alpha_eff", "train_loss", "test_loss", "status", "t_final", "steps", "grad_evals", "message",
@@ -199,3 +206,106 @@ def test_console_script_runs():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert _strict(r.stdout)["residual"] <= 1e-10
+
+
+def _one_line(err, *words):
+    """`err` is one line, no traceback, holding each of `words`."""
+    assert err.count("\n") == 1 and err.endswith("\n") and "Traceback" not in err, err
+    assert all(w in err for w in words), err
+
+
+def _is_fifo(path):
+    return stat.S_ISFIFO(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("out, says", [("dir", "not a directory"), ("", "not a directory"),
+                                       ("absent/x.npz", "existing directory"), ("fifo", "regular file")])
+def test_make_data_checks_out_before_writing(cli, tmp_path, monkeypatch, out, says):
+    """`--out` an existing directory, empty, in a missing directory, or a FIFO (as a device node such as
+    /dev/null would be): one line and exit 2, and the FIFO is still a FIFO, not replaced by a file."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dir").mkdir()
+    os.mkfifo("fifo")
+    code, stdout, err = cli("make-data", *TINY, "--out", out)
+    assert (code, stdout) == (2, "")
+    _one_line(err, "dln make-data: error: `--out`", says)
+    assert _is_fifo("fifo") and sorted(os.listdir()) == ["dir", "fifo"]
+
+
+def test_atomic_path_does_not_replace_a_special_file(tmp_path):
+    """Defence in depth, for library callers (`Problem.save`) that skip `writable_file`."""
+    fifo = tmp_path / "p.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(dln.InputError, match="FIFO"), atomic_path(fifo) as tmp:
+        open(tmp, "w").write("data")
+    assert _is_fifo(fifo) and list(tmp_path.iterdir()) == [fifo]
+
+
+@pytest.mark.parametrize("json_path, says", [("absent/b.json", "existing directory"), (".", "not a directory"),
+                                             ("fifo", "regular file")])
+def test_bench_checks_json_before_running(cli, tmp_path, monkeypatch, json_path, says):
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo("fifo")
+    monkeypatch.setattr("benchmarks.bench.collect", _raise_that("the benchmark ran"))
+    code, out, err = cli("bench", "--size", "smoke", "--json", json_path)
+    assert (code, out) == (2, "")
+    _one_line(err, "dln bench: error: `--json`", says)
+    assert _is_fifo("fifo")
+
+
+def _raise_that(message):
+    def fail(*args, **kwargs):
+        raise AssertionError(message)
+    return fail
+
+
+def _swallowed_ctrl_c():
+    """Ctrl-C landing in a weakref callback, where Python can only print it ("Exception ignored in")
+    and goes on: what `timeout -s INT 44 dln figures` hit in a matplotlib callback."""
+    thing = set()  # any object a weak reference can point to
+    ref = weakref.ref(thing, lambda _: signal.raise_signal(signal.SIGINT))  # the handler runs inside it
+    del thing
+    assert ref() is None
+
+
+def test_a_swallowed_ctrl_c_still_ends_the_command(cli, monkeypatch):
+    """The command finishes after the swallowed Ctrl-C: exit 130 with one line, not a success; the
+    handlers are restored afterwards."""
+    def main(args, cmd):
+        _swallowed_ctrl_c()
+        return 0
+    monkeypatch.setattr("dln.cli_simulate.main", main)
+    before = signal.getsignal(signal.SIGINT), sys.unraisablehook
+    assert cli("simulate", *TINY) == (130, "", "dln simulate: interrupted\n")
+    assert (signal.getsignal(signal.SIGINT), sys.unraisablehook) == before
+
+
+def test_figures_stop_before_the_next_figure_after_a_swallowed_ctrl_c(cli, tmp_path, monkeypatch):
+    made = []
+
+    def figure(name):
+        def main(out_dir, quick=False, formats=None):
+            made.append(name)
+            _swallowed_ctrl_c()
+            return []
+        return types.SimpleNamespace(main=main)
+    names = ["fig98_first", "fig99_second"]
+    for name in names:
+        monkeypatch.setitem(sys.modules, f"figures.{name}", figure(name))
+    monkeypatch.setattr("figures.cli.available", lambda: names)
+    monkeypatch.setenv("DLN_NO_PROGRESS", "1")
+    assert cli("figures", "--out", tmp_path) == (130, "", "dln figures: interrupted\n")
+    assert made == ["fig98_first"]
+
+
+def test_explore_names_a_bad_flag_before_the_missing_display(cli):
+    """Without a display (backend Agg) and without --save, a bad flag is still the error named."""
+    import matplotlib
+    matplotlib.use("Agg")
+    small = ("explore", "--n", 10, "--d", 30, "--s", 2, "--curve-points", 0, "--max-steps", 30)
+    code, out, err = cli(*small, "--alpha", 0)
+    assert (code, out) == (2, "")
+    _one_line(err, "dln explore: error: `--alpha`", "1e-8 <= alpha <= 1e3")
+    code, out, err = cli(*small)
+    assert (code, out) == (2, "")
+    _one_line(err, "dln explore: error: no display")
