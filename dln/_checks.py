@@ -86,8 +86,8 @@ def scale_range(a, name, magnitude=False):
     bad = (m > hi) if magnitude else (m < lo) | (m > hi)
     if np.any(bad):
         rng = f"|{name}| <= {hi:g}" if magnitude else f"{lo:g} <= {name} <= {hi:g}"
-        raise InputError(f"`{name}` must satisfy {rng} (alpha^2 and the exponent of the implicit-bias solve stay "
-                         f"in floating-point range); got {a[bad].ravel()[0].item()!r}")
+        raise InputError(f"`{name}` must satisfy {rng} ({name}^2, 1/{name}^2 and the exponent of the implicit-bias "
+                         f"solve stay in floating-point range); got {a[bad].ravel()[0].item()!r}")
     return a
 
 

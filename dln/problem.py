@@ -238,6 +238,12 @@ def as_problem(problem):
     return problem
 
 
+def generated_fits(n, d, n_test, P=1):
+    """Refuse (`InputError`) `P` generated problems whose memory would exceed what is available: `X` and
+    `X_test` in float64, and one temporary of their size (the draws, then the solvers' products)."""
+    fits_in_memory(2 * 8 * P * (n + n_test) * (d + 1), f"`n` x `d` = {n} x {d} (and `n_test` = {n_test})")
+
+
 def make_problem(n=40, d=200, s=5, noise=0.0, seed=0, n_test=1000):
     """The default sparse regression problem (Woodworth et al. 2020).
 
@@ -269,8 +275,7 @@ def make_problem(n=40, d=200, s=5, noise=0.0, seed=0, n_test=1000):
     seeds = np.atleast_1d(np.asarray(seed))
     if seeds.ndim != 1 or not np.issubdtype(seeds.dtype, np.integer) or np.any(seeds < 0):
         raise InputError(f"`seed` must be a non-negative integer or a list of them; got {seed!r}")
-    # X and X_test in float64, and one temporary of their size (the draws, then the solvers' products)
-    fits_in_memory(2 * 8 * seeds.size * (n + n_test) * (d + 1), f"`n` x `d` = {n} x {d} (and `n_test` = {n_test})")
+    generated_fits(n, d, n_test, seeds.size)
     parts = []
     for sd in seeds:
         rng = np.random.default_rng(int(sd))
@@ -298,7 +303,7 @@ def load_problem(path):
         raise InputError(f"`data` must be an existing .npz file; {str(path)!r} does not exist")
     if not zipfile.is_zipfile(p):  # else np.load takes any other bytes for a pickle
         raise InputError(f"`data` must be a readable .npz file (a zip of .npy arrays, as numpy.savez writes); "
-                         f"{str(path)!r} is not one")
+                         f"{str(path)!r} is not one (another format, or a zip cut short)")
     # refuse before loading: object arrays (they need pickle), and arrays whose float64 copies would not
     # fit (a small compressed file can expand to gigabytes); other dtypes are `validated` as arrays
     entries = _npz_headers(p)

@@ -60,7 +60,7 @@ from ._io import writable_file
 from .flow import Flow
 from .integrate import Steps, run
 from .models import Depth, Product
-from .problem import load_problem, make_problem
+from .problem import generated_fits, load_problem, make_problem
 
 #: default runs per task: a batch large enough to vectorize, small enough to balance workers
 CHUNK = 64
@@ -364,6 +364,7 @@ class Plan:
                 if shape not in self._shapes:  # each distinct shape generated once, small
                     make_problem(**{**p, "seed": 0, "n_test": 0})
                     _integer(N_TEST, p["n_test"])
+                    generated_fits(p["n"], p["d"], p["n_test"])  # (the test set is not drawn here)
                     self._shapes.add(shape)
         except InputError as e:
             raise InputError(f"spec: {e}") from None
@@ -594,7 +595,9 @@ def _connected(scheduler, client):
         yield client
         return
     from distributed import Client
+    from distributed.comm import get_address_host_port
     try:
+        get_address_host_port(scheduler)  # a malformed address: a Client made for it lingers 20 s when dropped
         c = Client(scheduler, timeout="10s", set_as_default=False)
     except (OSError, TimeoutError, ValueError, TypeError) as e:
         raise InputError(f"`scheduler` {scheduler!r}: no Dask scheduler answered ({e})") from None

@@ -95,6 +95,7 @@ def test_failed_runs_appear_with_their_status():
     # integers as make_problem takes them: the floats of a linspace axis are refused there, so here too
     ({"problem": {"seed": {"linspace": [0, 39, 40]}}}, "`problem.seed` must be an integer (seed >= 0"),
     ({"problem": {"n_test": -1}}, "`n_test` must satisfy n_test >= 0"),
+    ({"problem": {"n_test": 10**12}}, "(and `n_test` = 1000000000000) needs about"),  # memory, before the store
     ({"model": {"param": "depth", "depth": 10**24}}, "spec: `depth` must be an integer with 2 <= depth"),
     ({"integrator": {"rtol": 2.0}}, "`rtol` must satisfy 0 < rtol < 1"),
     ({"integrator": {"eta": 0.1}}, "unknown key integrator.eta"),
