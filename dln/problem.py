@@ -171,12 +171,6 @@ class Problem:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)  # a file object: savez appends no `.npz` to the name
 
-    @classmethod
-    def from_arrays(cls, X, y, X_test=None, y_test=None, beta_star=None):
-        """`Problem(X, y, X_test, y_test, beta_star)`: the constructor validates user arrays (single
-        `(n, d)` or stacked `(P, n, d)`) itself; this name is kept for the callers that spell it out."""
-        return cls(X, y, X_test, y_test, beta_star)
-
 
 def validated(X, y, X_test=None, y_test=None, beta_star=None):
     """The arrays of a problem checked, and stacked on a leading axis of `P` problems.

@@ -32,7 +32,7 @@ def staircase_problem(seed=0):
     support = np.nonzero(p.beta_star[0])[0]
     bs = np.zeros(p.d)
     bs[support] = BETA_STAR
-    return dln.Problem.from_arrays(p.X[0], p.X[0] @ bs, p.X_test[0], p.X_test[0] @ bs, bs)
+    return dln.Problem(p.X[0], p.X[0] @ bs, p.X_test[0], p.X_test[0] @ bs, bs)
 
 GAMMA, EPS = 0.1, 0.5
 LOSS_TOL = 1e-8

@@ -127,7 +127,7 @@ def test_one_sample_gradient_flow_matches_its_closed_form(per_coordinate):
     alpha = rng.uniform(0.3, 0.8, d) if per_coordinate else np.full(d, 0.5)
     times = np.array([0.05, 0.3, 1.0])
     ref = _one_sample_closed_form(x, y, alpha**2, times)
-    p = dln.Problem.from_arrays(x[None], np.array([y]))
+    p = dln.Problem(x[None], np.array([y]))
     flow = dln.Flow(rtol=1e-6)
     res = dln.run(p, dln.GD(), flow, alpha=alpha[None] if per_coordinate else 0.5, save_at=times)
     assert res.status[0] == "converged"

@@ -147,7 +147,7 @@ def test_overdetermined_data_reach_the_least_squares_floor():
     x, y = np.array([1.0, 2.0]), np.array([1.0, 3.0])
     b = x @ y / (x @ x)
     floor = np.sum((x * b - y) ** 2) / 4
-    res = dln.run(dln.Problem.from_arrays(x[:, None], y), dln.GD(), dln.Flow(), alpha=0.5)
+    res = dln.run(dln.Problem(x[:, None], y), dln.GD(), dln.Flow(), alpha=0.5)
     assert res.status[0] == "no_interpolator"
     np.testing.assert_allclose(res.final.train_loss[0], floor, rtol=1e-8)  # the driver stops within 1e-9 L*
     np.testing.assert_allclose(res.final.beta[0, 0], b, rtol=1e-4)  # L - L* = (x.x/4) db^2: db ~ 1e-5 b
@@ -159,7 +159,7 @@ def test_noisy_overdetermined_problem_settles_in_few_steps():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((60, 20))
     y = X @ rng.standard_normal(20) + 0.5 * rng.standard_normal(60)
-    p = dln.Problem.from_arrays(X, y)
+    p = dln.Problem(X, y)
     res = dln.run(p, dln.GR(np.array([0.0, 0.1])), dln.Flow(max_steps=20_000), alpha=0.5)
     assert list(res.status) == ["no_interpolator"] * 2, res.message
     assert np.all(res.steps < 20_000)

@@ -59,7 +59,7 @@ def understanding_sam_data(n=20, d=30, r=3, n_test=1000, seed=0):
 @pytest.fixture(scope="module")
 def notebook_problem():
     X, y, X_test, y_test = understanding_sam_data(**{k: PUBLISHED["data"][k] for k in ("n", "d", "r", "n_test", "seed")})
-    return dln.Problem.from_arrays(X, y, X_test, y_test)
+    return dln.Problem(X, y, X_test, y_test)
 
 
 # ---------------------------------------------------------------------------
@@ -285,7 +285,7 @@ def _problems():
 @pytest.fixture(scope="module", params=_problems(), ids=lambda p: p[0])
 def flow_case(request):
     label, X, y, T_sam = request.param
-    return label, _PlainFlow(X, y), dln.Problem.from_arrays(X, y), T_sam
+    return label, _PlainFlow(X, y), dln.Problem(X, y), T_sam
 
 
 def test_reference_directions_are_gradients_where_they_should_be():
@@ -369,7 +369,7 @@ def test_sam_flow_at_zero_loss_time():
     and 1e-13, so the deviation is dln's).
     """
     X, y = understanding_sam_data()[:2]
-    ref, problem = _PlainFlow(X, y), dln.Problem.from_arrays(X, y)
+    ref, problem = _PlainFlow(X, y), dln.Problem(X, y)
     res = dln.run(problem, dln.SAM(SAM_RHO), dln.Flow(), alpha=ALPHA, loss_tol=1e-14 if FULL else 1e-9)
     assert res.status[0] == "converged", res.message
     (th,), _, _ = ref.solve(lambda th: ref.sam(th, SAM_RHO), ALPHA, (float(res.final.train_loss[0]),), t_end=100)

@@ -223,7 +223,7 @@ def test_per_example_sharpness_is_the_mean_of_one_row_problems(model, make, rng)
     p = dln.make_problem(n=6, d=9, s=2, seed=4, n_test=0)
     theta = rng.uniform(0.2, 1.0, (3, 2, p.d))
     D = dln.direction(dln.MSharpness(make(0.1), 1), dln.Objective(p, model), theta)
-    ref = np.mean([dln.direction(make(0.1), dln.Objective(dln.Problem.from_arrays(p.X[0, k:k + 1], p.y[0, k:k + 1]),
+    ref = np.mean([dln.direction(make(0.1), dln.Objective(dln.Problem(p.X[0, k:k + 1], p.y[0, k:k + 1]),
                                                            model), theta) for k in range(p.n)], axis=0)
     # the same terms summed in another order: a few ulps of the largest term
     assert np.abs(D - ref).max() <= 64 * np.finfo(float).eps * p.n * np.abs(ref).max()
