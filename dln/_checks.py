@@ -94,6 +94,8 @@ def scale_range(a, name, magnitude=False):
 def alpha_batch(alpha, d):
     """`alpha` validated (finite, `ALPHA_RANGE[0] <= alpha <= ALPHA_RANGE[1]`) as shape (B,) (one
     scalar per run) or (B, d) / (1, d) (per coordinate)."""
+    if np.asarray(alpha).dtype == bool:
+        raise InputError(f"`alpha` must be a number > 0, not a bool; got {alpha!r}")
     a = scale_range(positive(alpha, "alpha"), "alpha")
     if not a.size:
         raise InputError("`alpha` is empty: give at least one value (one run)")

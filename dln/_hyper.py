@@ -122,8 +122,10 @@ class Hyper:
             if not isinstance(value, (bool, np.bool_)):
                 raise InputError(f"`{self.name}` must be True or False; got {value!r}")
             return bool(value)
-        if isinstance(value, (str, bytes)) or (isinstance(value, np.ndarray) and value.dtype.kind not in "biuf"):
+        if isinstance(value, (str, bytes)) or (isinstance(value, np.ndarray) and value.dtype.kind not in "iuf"):
             raise InputError(f"`{self.name}` must be a real number ({self.range}); got {value!r}")
+        if isinstance(value, (bool, np.bool_)):  # (True is 1 to NumPy: GR(gamma=True) ran with gamma = 1)
+            raise InputError(f"`{self.name}` must be a number ({self.range}), not a bool; got {value!r}")
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > np.iinfo(np.int64).max:
             if self.kind == "int":  # (NumPy would hold it as an object)
                 raise InputError(f"`{self.name}` must satisfy {self.range}; got {value} (beyond 64-bit integers)")
@@ -132,7 +134,7 @@ class Hyper:
             a = np.asarray(value)
         except Exception:  # noqa: BLE001 - any unconvertible object
             raise InputError(f"`{self.name}` must be a real number ({self.range}); got {value!r}") from None
-        if a.dtype.kind not in "biuf":
+        if a.dtype.kind not in "iuf":
             raise InputError(f"`{self.name}` must be a real number ({self.range}); got {value!r}")
         if a.ndim > (1 if self.per_run else 0):
             shape = "a scalar or a 1-D array with one value per run" if self.per_run else "a scalar"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linprog
 
-from ._checks import InputError, alpha_batch
+from ._checks import InputError, alpha_batch, finite_array
 from .problem import as_problem
 
 
@@ -46,8 +46,13 @@ def Q_alpha(beta, alpha):
     -------
     ndarray, shape (B,) (a float for a 1-D `beta` and scalar `alpha`)
     """
-    b = np.asarray(beta, dtype=float)
+    b = finite_array(beta, "beta", ndim=(1, 2))
+    if not b.size:
+        raise InputError(f"`beta` must have at least one coordinate; got shape {b.shape}")
     a2 = _alpha2(alpha, b.shape[-1])
+    if b.ndim == 2 and a2.shape[0] not in (1, b.shape[0]):
+        raise InputError(f"`beta` and `alpha` must have one run each or the same number of runs; got shapes "
+                         f"{b.shape} and {np.shape(alpha)}")
     out = np.sum(a2 * q(np.atleast_2d(b) / a2), axis=-1)
     return out[0] if b.ndim == 1 and out.shape == (1,) else out
 
@@ -84,6 +89,11 @@ def solve_dual(problem, alpha, tol=1e-12, max_iter=200):
     `B`) is solved together.
     """
     d, n = as_problem(problem).d, problem.n
+    if isinstance(tol, (bool, np.bool_)) or not (np.ndim(tol) == 0 and isinstance(tol, (int, float, np.number))
+                                                  and 0 < tol < 1):
+        raise InputError(f"`tol` must be a number with 0 < tol < 1 (relative to max(1, max|y|)); got {tol!r}")
+    if isinstance(max_iter, (bool, np.bool_)) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise InputError(f"`max_iter` must be an integer >= 1 (Newton iterations); got {max_iter!r}")
     a2 = _alpha2(alpha, d)
     B = max(a2.shape[0], problem.P)
     if problem.P not in (1, B) or a2.shape[0] not in (1, B):

@@ -108,8 +108,8 @@ def _times(text):
         t = [float(x) for x in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be comma-separated numbers >= 0, e.g. 0.1,1,10; got {text!r}") from None
-    if any(not math.isfinite(x) or x < 0 for x in t) or any(b < a for a, b in zip(t, t[1:])):
-        raise argparse.ArgumentTypeError(f"must be finite times >= 0 in increasing order; got {text!r}")
+    if any(not math.isfinite(x) or x < 0 for x in t) or any(b <= a for a, b in zip(t, t[1:])):
+        raise argparse.ArgumentTypeError(f"must be finite times >= 0 in increasing order, each once; got {text!r}")
     return t
 
 

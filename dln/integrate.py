@@ -628,7 +628,8 @@ def run(problem, algorithm=None, integrator=None, *, model=None, alpha=1.0, thet
     sizes.update(algorithm.batch_sizes())
     sizes.update(integrator.batch_sizes())
     seeds = np.atleast_1d(np.asarray(sample_seed))
-    if seeds.ndim != 1 or seeds.dtype.kind not in "iu" or np.any(seeds < 0):
+    if (seeds.ndim != 1 or seeds.dtype.kind not in "iu" or np.any(seeds < 0)
+            or np.any(seeds > np.iinfo(np.int64).max)):  # (a uint64 above it would wrap to a negative seed)
         raise InputError(f"`sample_seed` must be a non-negative integer or a 1-D array of them; got {sample_seed!r}")
     sizes["sample_seed"] = seeds.size
     B = batch_size(sizes)
@@ -636,18 +637,21 @@ def run(problem, algorithm=None, integrator=None, *, model=None, alpha=1.0, thet
     theta = model.init(a, d) if theta0 is None else th
     theta = np.ascontiguousarray(np.broadcast_to(theta, (B, 2, d)), dtype=float)
     save_at = finite_array(save_at, "save_at", ndim=(0, 1)).reshape(-1)
-    if np.any(save_at < 0) or np.any(np.diff(save_at) < 0):
-        raise InputError("`save_at` must be non-negative times in increasing order")
+    if np.any(save_at < 0) or np.any(np.diff(save_at) <= 0):
+        raise InputError("`save_at` must be non-negative times in increasing order, each once")
     save_at = save_at[save_at <= integrator.max_time]
     fits_in_memory(8 * B * save_at.size * (2 * d + 4), f"`save_at` ({save_at.size} times) x d x runs = "
                    f"{save_at.size} x {d} x {B}")
     tol = positive(loss_tol, "loss_tol", allow_zero=True)
-    if tol.ndim:
-        raise InputError(f"`loss_tol` must be a scalar; got shape {tol.shape}")
+    if tol.ndim or isinstance(loss_tol, (bool, np.bool_)):
+        raise InputError(f"`loss_tol` must be a scalar number; got {loss_tol!r}")
     if tol == 0 and isinstance(integrator, Flow) and not np.isfinite(integrator.max_time):
         raise InputError("`loss_tol` = 0 runs to the cap, so the flow needs a finite `max_time`")
-    if max_wall is not None:
-        positive(max_wall, "max_wall")
+    if max_wall is not None and (isinstance(max_wall, (bool, np.bool_)) or positive(max_wall, "max_wall").ndim):
+        raise InputError(f"`max_wall` must be a number of seconds > 0 (one for the batch); got {max_wall!r}")
+    for name, flag in (("relative", relative), ("progress", progress)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise InputError(f"`{name}` must be True or False; got {flag!r}")
     objective = Objective(problem, model)
     with np.errstate(all="ignore"):
         L0 = objective.loss(theta)

@@ -225,8 +225,9 @@ class Plan:
                                                     for t in save_at):
             raise InputError(f"`integrator.save_at` must be a list of times; got {save_at!r}")
         t = np.asarray(save_at, float)
-        if not np.all(np.isfinite(t)) or np.any(t < 0) or np.any(np.diff(t) < 0):
-            raise InputError(f"`integrator.save_at` must be finite times >= 0 in increasing order; got {save_at!r}")
+        if not np.all(np.isfinite(t)) or np.any(t < 0) or np.any(np.diff(t) <= 0):
+            raise InputError(f"`integrator.save_at` must be finite times >= 0 in increasing order, each once; "
+                             f"got {save_at!r}")
         return t
 
     def _value(self, keys, fixed, s, k):

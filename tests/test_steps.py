@@ -318,3 +318,35 @@ def test_a_run_fitted_to_round_off_goes_on_to_its_cap(small):
     res = dln.run(small, dln.GD(), dln.Steps(0.02, 20000), alpha=1.0, loss_tol=0)
     assert res.status[0] == "max_steps" and res.steps[0] == 20000, res.message[0]
     assert res.final.train_loss[0] < 1e-26  # the loss at beta = 0 is 0.31 here
+
+
+_OBJ = dln.Objective(dln.make_problem(n=8, d=20, s=2, seed=0, n_test=10), dln.Squares())
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda p: dln.direction(dln.GD(), _OBJ, np.ones((2, 20))), "`theta` must have shape (B, 2, d)"),
+    (lambda p: dln.direction(dln.GD(), _OBJ, np.ones((1, 2, 20)) * 1j), "`theta` must hold real numbers"),
+    (lambda p: dln.direction(dln.FGR(gamma=np.array([.1, .2]), eps=.1), _OBJ, np.ones((3, 2, 20))), "`gamma` has 2"),
+    (lambda p: dln.direction(dln.GD(), p, np.ones((1, 2, 20))), "`objective` must be a dln.Objective"),
+    (lambda p: dln.direction(dln.GD(), _OBJ, np.ones((1, 2, 20)), seed=-1), "`seed` must be a non-negative"),
+    (lambda p: dln.solve_dual(p, 0.1, tol=np.nan), "`tol` must be a number with 0 < tol < 1"),
+    (lambda p: dln.solve_dual(p, 0.1, max_iter=0), "`max_iter` must be an integer >= 1"),
+    (lambda p: dln.Q_alpha(np.ones((3, 20)), np.ones(2)), "`beta` and `alpha` must have one run each"),
+    (lambda p: dln.Q_alpha(np.full(20, np.nan), 0.1), "`beta` must be finite"),
+    (lambda p: dln.run(p, dln.GD(), dln.Steps(0.01), relative="no"), "`relative` must be True or False"),
+    (lambda p: dln.run(p, dln.GD(), dln.Steps(0.01), progress="yes"), "`progress` must be True or False"),
+    (lambda p: dln.run(p, dln.GD(), dln.Steps(0.01), max_wall=[1, 2]), "`max_wall` must be a number of seconds"),
+    (lambda p: dln.run(p, dln.GD(), dln.Steps(0.01), loss_tol=True), "`loss_tol` must be a scalar"),
+    (lambda p: dln.run(p, dln.SGD(4), dln.Steps(0.01), sample_seed=np.uint64(2**63 + 5)), "`sample_seed` must be"),
+    (lambda p: dln.run(p, dln.GD(), dln.Steps(0.01), save_at=[1.0, 1.0]), "increasing order, each once"),
+    (lambda p: dln.run(p, dln.GD(), dln.Steps(0.01), alpha=True), "`alpha` must be a number > 0, not a bool"),
+    (lambda p: dln.GR(gamma=True), "`gamma` must be a number (gamma >= 0), not a bool"),
+    (lambda p: dln.MiniBatch(dln.GR(0.1), True), "`batch_size` must be a number"),
+])
+def test_library_calls_refuse_what_they_cannot_use(small, call, words):
+    """A second fuzzing pass over the library: each of these was accepted (a bool as 1, a uint64 seed wrapped
+    to a negative one, duplicate save times that xarray cannot select, a NaN `tol` that ran every
+    iteration) or failed with an IndexError, AttributeError or a broadcast ValueError."""
+    with pytest.raises(dln.InputError) as e:
+        call(small)
+    assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
