@@ -15,6 +15,8 @@ def finite_array(x, name, *, ndim=None, dtype=float):
     datetime and object arrays are refused, not cast), has `ndim` dimensions when
     given (an int or a tuple of allowed values), and holds no NaN or infinity.
     """
+    if isinstance(x, int) and not isinstance(x, bool):
+        x = float(x)  # (beyond 64 bits NumPy would hold it as an object)
     try:
         raw = np.asarray(x)
     except (TypeError, ValueError):  # ragged nested sequences

@@ -190,7 +190,7 @@ class Declared:
         name = type(self).__name__
         if len(args) > len(decl):
             raise InputError(f"{name} takes {len(decl)} hyperparameter(s) "
-                             f"({', '.join(h.name for h in decl) or 'none'}); got {len(args)}")
+                             f"({', '.join(f'`{h.name}`' for h in decl) or 'none'}); got {len(args)} positional values")
         values = {}
         for h, v in zip(decl, args):
             values[h.name] = v

@@ -21,10 +21,11 @@ from .problem import as_problem
 def q(z):
     """`q(z) = 2 - sqrt(4 + z^2) + z arcsinh(z/2)`, written as
     `z arcsinh(z/2) - |z| (|z| / (2 + hypot(2, z)))` to avoid cancellation at small `z` and
-    the overflow of `z^2` at large `z`."""
+    the overflow of `z^2` at large `z` (`q(+-inf) = inf`, where that form is inf - inf)."""
     z = np.asarray(z, dtype=float)
     a = np.abs(z)
-    return z * np.arcsinh(z / 2) - a * (a / (2 + np.hypot(2.0, z)))
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isinf(z), np.inf, z * np.arcsinh(z / 2) - a * (a / (2 + np.hypot(2.0, z))))
 
 
 def _alpha2(alpha, d):

@@ -418,3 +418,10 @@ def test_min_l1_checks_the_solver_answer(monkeypatch):
 def test_entry_points_refuse_what_is_not_a_problem(call):
     with pytest.raises(dln.InputError, match=r"`problem` must be a dln.Problem .*; got (NoneType|ndarray)"):
         call()
+
+
+def test_q_is_infinite_at_infinity():
+    """`q(z) ~ |z| log|z|` grows without bound; the cancellation-free form is inf - inf at z = +-inf, which
+    gave NaN."""
+    np.testing.assert_array_equal(dln.q(np.array([np.inf, -np.inf])), [np.inf, np.inf])
+    assert np.isfinite(dln.q(1e300)) and dln.q(1e300) > 1e302

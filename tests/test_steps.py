@@ -284,6 +284,7 @@ def test_huge_python_numbers_and_an_infinite_cap_are_accepted(small):
     """A float hyperparameter given as a Python int beyond 64 bits is a float (NumPy would hold an object);
     `max_time = inf` is the default cap, so it may also be given."""
     assert dln.GR(gamma=10**30).gamma == 1e30
+    assert dln.run(small, dln.GD(), dln.Steps(0.01, 2), alpha=10**30).alpha[0] == 1e30  # once "object values"
     res = dln.run(small, dln.GD(), dln.Steps(0.01, 3, max_time=np.inf), alpha=1.0)
     assert res.status[0] == "max_steps" and res.steps[0] == 3
 
