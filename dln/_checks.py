@@ -54,6 +54,15 @@ def nonzero(x, name, *, hint=""):
     return a
 
 
+def seed_array(seed, name):
+    """`seed` (a non-negative integer, or a 1-D array of them, one per run) as a 1-D int64 array, or
+    `InputError` naming `name` (a uint64 above 2^63 - 1 would wrap to a negative seed: refused too)."""
+    a = np.atleast_1d(np.asarray(seed))
+    if a.ndim != 1 or a.dtype.kind not in "iu" or np.any(a < 0) or np.any(a > np.iinfo(np.int64).max):
+        raise InputError(f"`{name}` must be a non-negative integer or a 1-D array of them; got {seed!r}")
+    return a.astype(np.int64)
+
+
 def batch_size(sizes):
     """Common batch size of named leading axes: `sizes` maps name -> size (1 broadcasts)."""
     B = 1

@@ -35,7 +35,8 @@ their name in `repr`, JSON and `isinstance`. Every concrete algorithm with a
 import numpy as np
 
 from . import _kernels
-from ._checks import InputError, batch_size
+from ._checks import InputError, batch_size, seed_array
+from .objective import Objective
 from ._hyper import Declared, Hyper
 
 #: CLI name -> algorithm class; filled by `Algorithm.__init_subclass__`
@@ -326,7 +327,6 @@ def check_algorithm(algorithm):
 def direction(algorithm, objective, theta, seed=0):
     """`D(theta)`, shape (B, 2, d): the first update from a fresh state at `theta` (for a stateless
     algorithm, its direction field)."""
-    from .objective import Objective
     check_algorithm(algorithm)
     if not isinstance(objective, Objective):
         raise InputError(f"`objective` must be a dln.Objective(problem, model); got {type(objective).__name__}")
@@ -338,11 +338,7 @@ def direction(algorithm, objective, theta, seed=0):
     if theta.ndim != 3 or theta.shape[0] < 1 or theta.shape[1:] != (2, d):
         raise InputError(f"`theta` must have shape (B, 2, d) with B >= 1 and d = {d}; got {theta.shape}")
     B = theta.shape[0]
-    sizes = {"theta": B, "problem": objective.problem.P, **algorithm.batch_sizes()}
-    batch_size(sizes)
-    seeds = np.atleast_1d(np.asarray(seed))
-    if seeds.ndim != 1 or seeds.dtype.kind not in "iu" or np.any(seeds < 0) or seeds.size not in (1, B):
-        raise InputError(f"`seed` must be a non-negative integer or one per run; got {seed!r}")
+    seeds = seed_array(seed, "seed")
+    batch_size({"theta": B, "problem": objective.problem.P, "seed": seeds.size, **algorithm.batch_sizes()})
     at = objective.at(theta)
-    seeds = np.broadcast_to(seeds.astype(np.int64), (B,))
-    return algorithm.update(at, algorithm.init(at, seeds), 0)[0]
+    return algorithm.update(at, algorithm.init(at, np.broadcast_to(seeds, (B,))), 0)[0]

@@ -89,7 +89,8 @@ def solve_dual(problem, alpha, tol=1e-12, max_iter=200):
     A batch of `B` pairs (`alpha` of shape (B,) or (B, d); problem `P = 1` or
     `B`) is solved together.
     """
-    d, n = as_problem(problem).d, problem.n
+    problem = as_problem(problem)
+    d, n = problem.d, problem.n
     if isinstance(tol, (bool, np.bool_)) or not (np.ndim(tol) == 0 and isinstance(tol, (int, float, np.number))
                                                   and 0 < tol < 1):
         raise InputError(f"`tol` must be a number with 0 < tol < 1 (relative to max(1, max|y|)); got {tol!r}")

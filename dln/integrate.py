@@ -26,7 +26,7 @@ import numpy as np
 
 from . import _kernels
 from . import algorithms as _alg
-from ._checks import InputError, alpha_batch, batch_size, finite_array, fits_in_memory, positive
+from ._checks import InputError, alpha_batch, batch_size, finite_array, fits_in_memory, positive, seed_array
 from ._hyper import Declared, Hyper
 from .models import Depth, Product, Squares
 from .objective import Objective, Point
@@ -627,13 +627,10 @@ def run(problem, algorithm=None, integrator=None, *, model=None, alpha=1.0, thet
         sizes["theta0"] = th.shape[0]
     sizes.update(algorithm.batch_sizes())
     sizes.update(integrator.batch_sizes())
-    seeds = np.atleast_1d(np.asarray(sample_seed))
-    if (seeds.ndim != 1 or seeds.dtype.kind not in "iu" or np.any(seeds < 0)
-            or np.any(seeds > np.iinfo(np.int64).max)):  # (a uint64 above it would wrap to a negative seed)
-        raise InputError(f"`sample_seed` must be a non-negative integer or a 1-D array of them; got {sample_seed!r}")
+    seeds = seed_array(sample_seed, "sample_seed")
     sizes["sample_seed"] = seeds.size
     B = batch_size(sizes)
-    seeds = np.broadcast_to(seeds.astype(np.int64), (B,)).copy()
+    seeds = np.broadcast_to(seeds, (B,)).copy()
     theta = model.init(a, d) if theta0 is None else th
     theta = np.ascontiguousarray(np.broadcast_to(theta, (B, 2, d)), dtype=float)
     save_at = finite_array(save_at, "save_at", ndim=(0, 1)).reshape(-1)
