@@ -27,7 +27,7 @@ from . import algorithms as _alg
 from ._checks import InputError
 from .bias import Q_alpha, min_l1, min_l2, solve_dual
 from .flow import Flow
-from .integrate import Steps, run
+from .integrate import LOSS_TOL, Steps, run
 from .models import MAX_DEPTH, Depth, Product
 from .problem import load_problem, make_problem
 from .stochastic import WRAPPERS
@@ -160,7 +160,7 @@ def add_arguments(parser, cmd):
     i.add_argument("--max-time", dest="max_time", type=_number(float, 0, lo_open=True, allow_inf=True),
                    help="time cap > 0 (default inf; with --steps it caps the steps at max_time / eta)")
     i.add_argument("--loss-tol", dest="loss_tol", type=_number(float, 0),
-                   help="stop once train loss <= loss_tol * L(theta0) (default 1e-14); 0 runs to the cap")
+                   help=f"stop once train loss <= loss_tol * L(theta0) (default {LOSS_TOL.default:g}); 0 runs to the cap")
     i.add_argument("--absolute-loss-tol", dest="absolute", action="store_true",
                    help="--loss-tol is an absolute loss, not relative to the initial loss")
     i.add_argument("--save-at", dest="save_at", type=_times, metavar="T1,T2,...",
@@ -344,10 +344,10 @@ def _simulate(args, cmd):
     theta0 = _theta0(args, model, d, cmd)
     alpha = _alpha(args.alpha, d)
     if args.absolute and args.loss_tol is None:
-        _warn(cmd, "--absolute-loss-tol applies to the default --loss-tol 1e-14")
+        _warn(cmd, f"--absolute-loss-tol applies to the default --loss-tol {LOSS_TOL.default:g}")
     try:
         res = run(problem, algorithm, integrator, model=model, alpha=alpha, theta0=theta0,
-                  save_at=args.save_at or (), loss_tol=1e-14 if args.loss_tol is None else args.loss_tol,
+                  save_at=args.save_at or (), loss_tol=LOSS_TOL.default if args.loss_tol is None else args.loss_tol,
                   relative=not args.absolute, sample_seed=args.sample_seed)
     except InputError as e:
         raise InputError(_flagify(e, type(algorithm), own_first=False)) from None
@@ -374,7 +374,7 @@ def _simulate(args, cmd):
         "param": args.param,
         "depth": model.depth if isinstance(model, Depth) else None,
         "alpha": _clean(alpha[0]) if isinstance(alpha, np.ndarray) else float(alpha),
-        "loss_tol": 1e-14 if args.loss_tol is None else args.loss_tol,
+        "loss_tol": LOSS_TOL.default if args.loss_tol is None else args.loss_tol,
         "relative_loss_tol": not args.absolute,
         "n": problem.n, "d": d, "sample_seed": args.sample_seed,
     }

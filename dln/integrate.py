@@ -26,7 +26,7 @@ import numpy as np
 
 from . import _kernels
 from . import algorithms as _alg
-from ._checks import InputError, alpha_batch, batch_size, finite_array, fits_in_memory, positive, seed_array
+from ._checks import InputError, alpha_batch, batch_size, finite_array, fits_in_memory, seed_array
 from ._hyper import Declared, Hyper
 from .models import Depth, Product, Squares
 from .objective import Objective, Point
@@ -43,6 +43,14 @@ STATUSES = ("converged", "no_interpolator", "max_steps", "max_time", "max_wall",
 
 MAX_STEPS = Hyper("max_steps", "cap on (accepted) steps per run", kind="int", lo=1, per_run=False)
 MAX_TIME = Hyper("max_time", "cap on the time t", lo=0, lo_open=True, infinite=True, per_run=False, default=np.inf)
+#: `run`'s stop rules (a sweep's `[integrator]` table takes them too)
+LOSS_TOL = Hyper("loss_tol", "stop at train loss <= loss_tol (times L(0) when relative)", lo=0, per_run=False,
+                 default=1e-14)
+RELATIVE = Hyper("relative", "loss_tol is relative to the initial loss", kind="bool", per_run=False, default=True)
+MAX_WALL = Hyper("max_wall", "wall-clock cap in seconds on a batch (a sweep: on each task)", lo=0, lo_open=True,
+                 per_run=False, default=None)
+STOP = {h.name: h for h in (LOSS_TOL, RELATIVE, MAX_WALL)}
+PROGRESS = Hyper("progress", "show a progress bar over finished runs", kind="bool", per_run=False, default=False)
 
 
 class Move(NamedTuple):
@@ -563,7 +571,8 @@ def _postfix(bar, idx, carry):
 
 
 def run(problem, algorithm=None, integrator=None, *, model=None, alpha=1.0, theta0=None, save_at=(),
-        loss_tol=1e-14, relative=True, sample_seed=0, max_wall=None, progress=False):
+        loss_tol=LOSS_TOL.default, relative=RELATIVE.default, sample_seed=0, max_wall=None,
+        progress=PROGRESS.default):
     """Train a diagonal linear network: a batch of runs, one vectorized computation.
 
     Parameters
@@ -639,16 +648,10 @@ def run(problem, algorithm=None, integrator=None, *, model=None, alpha=1.0, thet
     save_at = save_at[save_at <= integrator.max_time]
     fits_in_memory(8 * B * save_at.size * (2 * d + 4), f"`save_at` ({save_at.size} times) x d x runs = "
                    f"{save_at.size} x {d} x {B}")
-    tol = positive(loss_tol, "loss_tol", allow_zero=True)
-    if tol.ndim or isinstance(loss_tol, (bool, np.bool_)):
-        raise InputError(f"`loss_tol` must be a scalar number; got {loss_tol!r}")
+    tol, relative, progress = LOSS_TOL.check(loss_tol), RELATIVE.check(relative), PROGRESS.check(progress)
+    max_wall = None if max_wall is None else MAX_WALL.check(max_wall)
     if tol == 0 and isinstance(integrator, Flow) and not np.isfinite(integrator.max_time):
         raise InputError("`loss_tol` = 0 runs to the cap, so the flow needs a finite `max_time`")
-    if max_wall is not None and (isinstance(max_wall, (bool, np.bool_)) or positive(max_wall, "max_wall").ndim):
-        raise InputError(f"`max_wall` must be a number of seconds > 0 (one for the batch); got {max_wall!r}")
-    for name, flag in (("relative", relative), ("progress", progress)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise InputError(f"`{name}` must be True or False; got {flag!r}")
     objective = Objective(problem, model)
     with np.errstate(all="ignore"):
         L0 = objective.loss(theta)

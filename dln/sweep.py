@@ -58,7 +58,7 @@ from ._checks import ALPHA_RANGE, InputError, fits_in_memory
 from ._hyper import Hyper
 from ._io import writable_file
 from .flow import Flow
-from .integrate import Steps, run
+from .integrate import STOP, Steps, run
 from .models import Depth, Product
 from .problem import generated_fits, load_problem, make_problem
 
@@ -83,11 +83,6 @@ ALPHA = Hyper("alpha", "initialization scale u = v = alpha", lo=ALPHA_RANGE[0], 
 SAMPLE_SEED = Hyper("sample_seed", "seed of the run's random stream", kind="int", lo=0, default=0)
 SEED = Hyper("seed", "seed of the generated problem", kind="int", lo=0)
 N_TEST = Hyper("n_test", "test samples of the generated problem (0: none)", kind="int", lo=0)
-LOSS_TOL = Hyper("loss_tol", "stop at train loss <= loss_tol (times L(0) when relative)", lo=0, per_run=False,
-                 default=1e-14)
-RELATIVE = Hyper("relative", "loss_tol is relative to the initial loss", kind="bool", per_run=False, default=True)
-MAX_WALL = Hyper("max_wall", "wall-clock cap per task in seconds", lo=0, lo_open=True, per_run=False, default=None)
-STOP = {h.name: h for h in (LOSS_TOL, RELATIVE, MAX_WALL)}
 
 #: variables of a sweep (per run); `saved_*` are added on the `time` axis when `save_at` is given
 SCALARS = ("train_loss", "test_loss", "grad_norm", "t_final")
