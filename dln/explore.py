@@ -51,6 +51,7 @@ draws each result when it is ready, and a result that belongs to an older
 setting is kept in a cache but not drawn.
 """
 import concurrent.futures as cf
+import inspect
 import math
 import multiprocessing as mp
 import os
@@ -1070,6 +1071,18 @@ def explore(problem=None, *, alpha=1e-1, algorithm="gr", seed=0, steps=False, et
         labelled `log10` moves `log10` of the value). Call
         `widgets["alpha"].set_val(-2)` to move a slider.
     """
+    args, kw = _settings(problem, alpha=alpha, algorithm=algorithm, seed=seed, steps=steps, eta=eta, n=n, d=d, s=s,
+                         noise=noise, background=background, sim_alphas=sim_alphas, save_at=save_at,
+                         max_steps=max_steps, max_discrete_steps=max_discrete_steps, figsize=figsize, hyper=hyper)
+    ex = Explorer(*args, **kw)
+    ex.fig.explorer = ex
+    return ex.fig, ex.widgets
+
+
+def _settings(problem, *, alpha, algorithm, seed, steps, eta, n, d, s, noise, background, sim_alphas, save_at,
+              max_steps, max_discrete_steps, figsize, hyper):
+    """`explore`'s arguments checked (each bad one an `InputError` naming it), as the positional and keyword
+    arguments of its `Explorer`; no figure is made (`dln explore` without a display checks its flags so)."""
     lo, hi = LOG10_ALPHA_RANGE
     a = finite_array(alpha, "alpha")
     if a.ndim or not 10.0 ** lo <= a <= 10.0 ** hi:
@@ -1118,12 +1131,13 @@ def explore(problem=None, *, alpha=1e-1, algorithm="gr", seed=0, steps=False, et
     if eta is None:
         eta = default_eta(first, first_algorithm, float(a))
     eta_control = make_control(ETA, ("steps",), sizes, float(eta))
-    ex = Explorer(problem_for, problem is None, ctrls, eta_control, first_problem=first, alpha=float(a),
-                  algorithm=algorithm, seed=int(seed), steps=bool(steps), wrappers=wrappers, background=background,
-                  sim_alphas=sim_alphas, save_at=save_at, max_steps=max_steps, max_discrete_steps=max_discrete_steps,
-                  figsize=figsize)
-    ex.fig.explorer = ex
-    return ex.fig, ex.widgets
+    size = finite_array(figsize, "figsize", ndim=1)
+    if size.shape != (2,) or np.any(size <= 0):
+        raise InputError(f"`figsize` must be (width, height) in inches, both > 0; got {figsize!r}")
+    return ((problem_for, problem is None, ctrls, eta_control),
+            dict(first_problem=first, alpha=float(a), algorithm=algorithm, seed=int(seed), steps=bool(steps),
+                 wrappers=wrappers, background=background, sim_alphas=sim_alphas, save_at=save_at,
+                 max_steps=max_steps, max_discrete_steps=max_discrete_steps, figsize=tuple(size)))
 
 
 def add_arguments(parser, cmd="explore"):
@@ -1217,9 +1231,10 @@ def _main(args):
     import matplotlib.pyplot as plt
     backend = matplotlib.get_backend().lower()
     if backend in ("agg", "pdf", "ps", "svg", "cairo", "template", "pgf"):
-        # the flags are checked first, as with --save: the explorer's own checks, on a figure without the
-        # simulated curve, thrown away
-        plt.close(explore(problem, background=False, **{**kw, "sim_alphas": []})[0])
+        # the flags are checked first, as with --save: `explore`'s checks, with its defaults, and no figure
+        bound = inspect.signature(explore).bind(problem, background=False, **kw)
+        bound.apply_defaults()
+        _settings(**bound.arguments)
         raise InputError(f"no display for an interactive window (matplotlib backend {backend!r}): "
                          "set DISPLAY (or MPLBACKEND=TkAgg), or use `--save FILE.png`")
     explore(problem, background=True, **kw)

@@ -5,6 +5,7 @@ The CLI is a front end: each check builds the same objects by hand, calls
 is deterministic, so equal to round-off of the JSON float repr, i.e. exactly).
 Then the command-line contract: output paths checked before any work, and Ctrl-C.
 """
+import importlib
 import json
 import os
 import signal
@@ -298,14 +299,18 @@ def test_figures_stop_before_the_next_figure_after_a_swallowed_ctrl_c(cli, tmp_p
     assert made == ["fig98_first"]
 
 
-def test_explore_names_a_bad_flag_before_the_missing_display(cli):
-    """Without a display (backend Agg) and without --save, a bad flag is still the error named."""
+def test_explore_names_a_bad_flag_before_the_missing_display(cli, monkeypatch):
+    """Without a display (backend Agg) and without --save, a bad flag is still the error named; the flags are
+    checked without building the window (which took ~2 s, only to be thrown away)."""
     import matplotlib
     matplotlib.use("Agg")
     small = ("explore", "--n", 10, "--d", 30, "--s", 2, "--curve-points", 0, "--max-steps", 30)
     code, out, err = cli(*small, "--alpha", 0)
     assert (code, out) == (2, "")
     _one_line(err, "dln explore: error: `--alpha`", "1e-8 <= alpha <= 1e3")
+    built = []
+    monkeypatch.setattr(importlib.import_module("dln.explore"), "Explorer", lambda *a, **k: built.append(a))
     code, out, err = cli(*small)
     assert (code, out) == (2, "")
     _one_line(err, "dln explore: error: no display")
+    assert built == []

@@ -470,6 +470,7 @@ def test_bad_input_names_the_argument():
                      (dict(batch_size=3, **SMALL), "`batch_size`"),
                      (dict(max_discrete_steps=0), "`max_discrete_steps`"),
                      (dict(max_steps=0), "`max_steps`"), (dict(sim_alphas=[-1.0]), "`sim_alphas`"),
+                     (dict(figsize="x"), "`figsize`"), (dict(figsize=(0, 3)), "`figsize`"),
                      (dict(problem=dln.make_problem(n=5, d=8, s=1, seed=[0, 1])), "`problem`"), *refused[:1]):
         with pytest.raises(dln.InputError, match=name):
             explore_fn(**kw)
