@@ -15,6 +15,7 @@ import numpy as np
 from scipy.optimize import linprog
 
 from ._checks import InputError, alpha_batch, finite_array
+from ._hyper import Hyper
 from .problem import as_problem
 
 
@@ -78,7 +79,13 @@ class DualSolution:
     converged: np.ndarray
 
 
-def solve_dual(problem, alpha, tol=1e-12, max_iter=200):
+#: `solve_dual`'s stopping rule
+TOL = Hyper("tol", "interpolation tolerance, relative to max(1, max|y|)", lo=0, hi=1, lo_open=True, hi_open=True,
+            per_run=False, default=1e-12)
+MAX_ITER = Hyper("max_iter", "cap on Newton iterations", kind="int", lo=1, per_run=False, default=200)
+
+
+def solve_dual(problem, alpha, tol=TOL.default, max_iter=MAX_ITER.default):
     """Minimise `Q_alpha` among interpolators by Newton's method on the dual.
 
     The dual objective, convex in `nu` (shape (n,)), is
@@ -91,11 +98,7 @@ def solve_dual(problem, alpha, tol=1e-12, max_iter=200):
     """
     problem = as_problem(problem)
     d, n = problem.d, problem.n
-    if isinstance(tol, (bool, np.bool_)) or not (np.ndim(tol) == 0 and isinstance(tol, (int, float, np.number))
-                                                  and 0 < tol < 1):
-        raise InputError(f"`tol` must be a number with 0 < tol < 1 (relative to max(1, max|y|)); got {tol!r}")
-    if isinstance(max_iter, (bool, np.bool_)) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise InputError(f"`max_iter` must be an integer >= 1 (Newton iterations); got {max_iter!r}")
+    tol, max_iter = TOL.check(tol), MAX_ITER.check(max_iter)
     a2 = _alpha2(alpha, d)
     B = max(a2.shape[0], problem.P)
     if problem.P not in (1, B) or a2.shape[0] not in (1, B):

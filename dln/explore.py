@@ -1056,6 +1056,8 @@ def explore(problem=None, *, alpha=1e-1, algorithm="gr", seed=0, steps=False, et
         take at most `CURVE_MAX_STEPS`). A capped run says so in the status line.
     max_discrete_steps : int
         Work cap of a run in steps, its curve's runs included.
+    figsize : (float, float)
+        The window's (width, height) in inches, both > 0.
 
     Returns
     -------
