@@ -165,6 +165,12 @@ def paired(a, b):
     return float(np.median(np.asarray(a) / np.asarray(b)))
 
 
+def spread(a, b):
+    """The quartiles `[q25, q75]` of the paired ratios `a_i / b_i` (`paired` is their median): how far one
+    repeat's ratio may fall from it on this machine, which a goal's margin should exceed."""
+    return np.percentile(np.asarray(a) / np.asarray(b), [25, 75]).tolist()
+
+
 def _rel(a, b):
     return np.linalg.norm(a - b, axis=-1) / np.linalg.norm(b, axis=-1)
 
@@ -377,6 +383,7 @@ def bench_steps(size):
                              dln_fixed_s=fixed["dln"], beta_max_rel_diff=diff,
                              us_per_repeat={k: v.tolist() for k, v in each.items()},
                              dln_vs_best_fused=paired(each["dln"], np.min(fused, axis=0)) if fused else None,
+                             dln_vs_best_fused_quartiles=spread(each["dln"], np.min(fused, axis=0)) if fused else None,
                              dln_vs_floor=paired(each["dln"], each["floor"]), loop_vs_dln=paired(each["loop"], each["dln"])))
     return rows
 
@@ -513,7 +520,8 @@ def _matched(p, alg, peer, alpha, T, ref, target, repeats):
     exact = dln.solve_dual(p, res.final.alpha_eff if alg.gamma else alpha).beta[0]
     return dict(rtol=rtol, path_err=err, **_timing(t), grad_evals=int(res.grad_evals[0]),
                 limit_err=float(_rel(res.final.beta[0], exact)),
-                converged=str(res.status[0]) == "converged", time_vs_lsoda=paired(t["dln"], t["LSODA"]))
+                converged=str(res.status[0]) == "converged", time_vs_lsoda=paired(t["dln"], t["LSODA"]),
+                time_vs_lsoda_quartiles=spread(t["dln"], t["LSODA"]))
 
 
 def _flow_row(p, label, gamma, alpha, repeats):
@@ -537,7 +545,8 @@ def _flow_row(p, label, gamma, alpha, repeats):
     return dict(run=label, alpha=alpha, **_timing(t), grad_evals=evals, jac_evals={k: out[k][3] for k in ("LSODA", "BDF")},
                 err=err, trajectory_err=traj, dln_vs_lsoda=vs, stopped=ok,
                 equal_accuracy=all(ok.values()) and max(err.values()) <= LIMIT_TOL and vs <= 2 * LIMIT_TOL,
-                time_vs_lsoda=paired(t["dln"], t["LSODA"]), time_vs_bdf=paired(t["dln"], t["BDF"]),
+                time_vs_lsoda=paired(t["dln"], t["LSODA"]), time_vs_lsoda_quartiles=spread(t["dln"], t["LSODA"]),
+                time_vs_bdf=paired(t["dln"], t["BDF"]),
                 evals_vs_lsoda=evals["dln"] / evals["LSODA"],
                 matched=_matched(p, alg, peer, alpha, T, ref, traj["LSODA"], repeats))
 
@@ -681,13 +690,19 @@ def _g(x):
     return "-" if x is None else f"{x:.3g}"
 
 
+def _q(q):
+    """Quartiles `[q25, q75]` as `[a-b]`."""
+    return "[-]" if q is None else f"[{q[0]:.3g}-{q[1]:.3g}]"
+
+
 def table(r):
     """The results as text: one block per item, then the goals."""
     m = r["machine"]
     L = [f"clock: CPU seconds of this process; machine: {m['cpu_count']} cores ({m['usable_cpus']} usable), load {m['load_avg']} at start, "
          f"{m.get('load_avg_end')} at end; BLAS threads pinned {m['blas_threads'] or 'NOT pinned'}; "
          f"XLA {m['xla_flags']}; versions {m['versions']}"]
-    L.append("ratios: the median over repeats of the ratio within a repeat (paired); times: medians over repeats")
+    L.append("ratios: the median over repeats of the ratio within a repeat (paired), [quartiles] where a goal reads it; "
+             "times: medians over repeats")
     L.append("1. steps, us per run-step (median of what 3K steps add over K); dln / faster of JAX and numba; "
              "dln / floor; loop / dln; max rel |beta - beta_dln| after K steps; dln's fixed cost per run() call")
     for x in r["steps"]:
@@ -696,14 +711,15 @@ def table(r):
                          for k in ("dln", "jax", "numba", "loop", "floor"))
         diff = " ".join(f"{k} {v:.1e}" for k, v in x["beta_max_rel_diff"].items())
         L.append(f"   {x['algorithm']:<5} B={x['B']} n={x['n']} d={x['d']} K={x['steps']}: {peers}; "
-                 f"{_g(x['dln_vs_best_fused'])}x; {_g(x['dln_vs_floor'])}x; {_g(x['loop_vs_dln'])}x; {diff}; "
+                 f"{_g(x['dln_vs_best_fused'])}x {_q(x['dln_vs_best_fused_quartiles'])}; {_g(x['dln_vs_floor'])}x; {_g(x['loop_vs_dln'])}x; {diff}; "
                  f"{_g(x['dln_fixed_s'] * 1e3)} ms")
     L.append("2. flows to loss 1e-14 L(0): seconds (median) and grad evals; rel. error to solve_dual's limit; "
              "largest rel. error of beta at 8 log-spaced times against Radau at rtol 1e-12 (untimed runs)")
     for x in r["flows"]["rows"]:
         s, e, err = x["seconds"], x["grad_evals"], x["err"]
         L.append(f"   {x['run']:<7} alpha={x['alpha']:<6g} dln {_g(s['dln'])} s {e['dln']} | LSODA {_g(s['LSODA'])} s "
-                 f"{e['LSODA']} | BDF {_g(s['BDF'])} s {e['BDF']} | dln/LSODA time {_g(x['time_vs_lsoda'])}x evals "
+                 f"{e['LSODA']} | BDF {_g(s['BDF'])} s {e['BDF']} | dln/LSODA time {_g(x['time_vs_lsoda'])}x "
+                 f"{_q(x['time_vs_lsoda_quartiles'])} evals "
                  f"{_g(x['evals_vs_lsoda'])}x | err dln {err['dln']:.1e} LSODA {err['LSODA']:.1e} BDF {err['BDF']:.1e}"
                  f"{'' if x['equal_accuracy'] else ' (ACCURACY NOT EQUAL)'} | path err " +
                  " ".join(f"{k} {v:.1e}" for k, v in x["trajectory_err"].items()))
@@ -711,7 +727,8 @@ def table(r):
         L.append("           at LSODA's path accuracy: " + ("no dln rtol on the ladder is as accurate" if m is None else
                  f"dln at rtol {m['rtol']:g} (path err {m['path_err']:.1e}, limit err {m['limit_err']:.1e}"
                  f"{'' if m['converged'] else ', NOT CONVERGED'}) {_g(m['seconds']['dln'])} s {m['grad_evals']} evals"
-                 f" | LSODA {_g(m['seconds']['LSODA'])} s | dln/LSODA time {_g(m['time_vs_lsoda'])}x"))
+                 f" | LSODA {_g(m['seconds']['LSODA'])} s | dln/LSODA time {_g(m['time_vs_lsoda'])}x "
+                 f"{_q(m['time_vs_lsoda_quartiles'])}"))
     b = r["flows"]["batch"]
     L.append(f"   batch of {b['runs']} GF flows, alpha {b['alphas'][0]:g}..{b['alphas'][1]:g}: dln {_g(b['seconds']['dln'])} s,"
              f" loop of LSODA {_g(b['seconds']['LSODA loop'])} s: {_g(b['speedup'])}x; max err dln "

@@ -81,6 +81,8 @@ def test_matched_timing_is_at_lsoda_s_path_accuracy_or_better(smoke):
         assert m["path_err"] <= row["trajectory_err"]["LSODA"], row
         assert m["converged"] and m["limit_err"] < bench.LIMIT_TOL, row
         assert m["time_vs_lsoda"] == bench.paired(m["seconds_per_repeat"]["dln"], m["seconds_per_repeat"]["LSODA"])
+        lo, hi = m["time_vs_lsoda_quartiles"]
+        assert lo <= m["time_vs_lsoda"] <= hi
 
 
 def test_saving_at_chosen_times_keeps_memory_flat(smoke):
@@ -152,3 +154,6 @@ def test_ratios_pair_the_contenders_within_a_repeat():
     a, b = [1.0, 3.0, 3.0], [2.0, 2.0, 6.0]
     assert bench.paired(a, b) == 0.5
     assert np.median(a) / np.median(b) == 1.5
+    # the table shows how far single repeats fall from that median: quartiles of (0.5, 1.5, 0.5), linearly
+    # interpolated, 0.5 and (0.5 + 1.5) / 2
+    assert bench.spread(a, b) == [0.5, 1.0]
