@@ -10,6 +10,9 @@ one temporary per operation; these kernels read `theta` once per quantity:
   next step's `beta` costs no pass of its own;
 - `depth_vjp_step`, `depth_fgr_step`: GD's and F-GR's discrete steps and the new `beta`, one loop per
   run, written over the state they read where the caller owns it (the stepper's state);
+  `depth_steps`: up to `m` such steps with their matrix products and losses in one call, stopped where a
+  loss leaves the band in which the driver has nothing to do (a step's Python work, ~10 us, costs more
+  than its arithmetic at B = 1 and 5-15% of it at B = 256);
   `depth_shifted_beta`: the `beta` of F-GR's shifted point, the shifted state not stored;
 - `residual_loss`: `r = X beta - y` in place and `L = ||r||^2 / (2n)`;
 - `alpha_eff2`: the squares model's `sqrt(u v)` (the driver's collapse test reads it every 32 steps),
@@ -156,6 +159,32 @@ def _fgr_step_over(step, g, gs, depth, ascent, c, eta, beta):
                 u[i] = x
                 v[i] = y
                 bb[i] = _pow(x, depth) - _pow(y, depth)
+
+
+@_jit
+def _steps_over(theta, beta, r, loss, XT, Xn, y, depth, eta, ascent, c, m, lo, hi):
+    # up to m steps of GD (c empty) or F-GR over theta, beta, r and loss, each as the steppers' one-step path
+    # forms it (`depth_vjp_step`, or `depth_shifted_beta` then `depth_fgr_step`, the products on one problem),
+    # then the new loss; stops after a step whose loss leaves (lo, hi] for some run. Returns the steps taken.
+    B, _, d = theta.shape
+    none = np.empty((0, 2, d))
+    f = B if c.size else 0  # F-GR's shifted point (none for GD)
+    g, bs, rs, ls, gs = np.empty((B, d)), np.empty((f, d)), np.empty((f, r.shape[1])), np.empty(f), np.empty((f, d))
+    for s in range(m):
+        np.dot(r, Xn, g)
+        if c.size:
+            _shifted_beta_into(theta, g, depth, ascent, bs)
+            np.dot(bs, XT, rs)
+            _residual_loss_into(rs, y, ls)
+            np.dot(rs, Xn, gs)
+            _fgr_step_over(theta, g, gs, depth, ascent, c, eta, beta)
+        else:
+            _vjp_step_over(theta, g, depth, eta, none, beta)
+        np.dot(beta, XT, r)
+        _residual_loss_into(r, y, loss)
+        if not _within(loss, lo, hi):
+            return s + 1
+    return m
 
 
 @_jit
@@ -379,6 +408,18 @@ def depth_fgr_step(theta, g, gs, ascent, c, eta, depth, overwrite=False):
     step, beta = _own(theta, overwrite), np.empty((theta.shape[0], theta.shape[2]))
     _fgr_step_over(step, _c(g), _c(gs), depth, _c(ascent), _c(c), _c(eta), beta)
     return step, beta
+
+
+def depth_steps(theta, beta, r, loss, XT, Xn, y, eta, m, lo, hi, depth, ascent=None, c=None):
+    """Up to `m` discrete steps of GD, `theta <- theta - eta J^T g`, or with `ascent` and `c` (B,) of F-GR,
+    `theta <- theta - eta [G + c (J_s^T g_s - G)]` (as `depth_fgr_step`), on one problem (`XT = X^T`, `Xn = X / n`,
+    contiguous), in one call: `theta`, its `beta`, residual `r = X beta - y` and `loss` (B,) are updated in place,
+    step by step, and the steps stop after the first whose new loss leaves `(lo, hi]` for some run. Each step is
+    bit for bit the one-step path's (`depth_vjp_step`; `depth_shifted_beta`, `depth_fgr_step`), its matrix
+    products those of BLAS. Returns the steps taken, `1 <= taken <= m`."""
+    fgr = c is not None
+    return _steps_over(theta, beta, r, loss, XT, Xn, _c(y), depth, _c(eta), _c(ascent) if fgr else _NONE,
+                       _c(c) if fgr else _NONE, int(m), _c(lo), _c(hi))
 
 
 def depth_vjp_mix(theta, g, G, c, depth):

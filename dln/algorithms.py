@@ -103,6 +103,20 @@ class Algorithm(Declared):
         D, state = self.update(at, state, step)
         return at.objective.descend(at.theta, D, eta), state
 
+    def apply_many(self, at, state, step, eta, m, band):
+        """`(point, state, taken)`: up to `m` steps `apply` from `at` (steps `step, step + 1, ...`), stopped
+        after the first whose loss leaves `band = (lo, hi)` (B,) for some run (the driver's stop rules then
+        apply), `1 <= taken <= m`; the new states as `apply` writes them. Here one step: algorithms with a
+        multi-step kernel (GD, F-GR) take more."""
+        at, state = self.apply(at, state, step, eta)
+        return at, state, 1
+
+
+def _many(stepped, state):
+    """`apply_many`'s `(point, state, taken)` of `Point.steps`' `(point, taken)`."""
+    point, taken = stepped
+    return point, state, taken
+
 
 class GR(Algorithm):
     """Exact gradient regularization, as double backpropagation computes it.
@@ -141,6 +155,12 @@ class GR(Algorithm):
         if self._descent():
             return at.step(eta, keep=False, overwrite=True), state
         return super().apply(at, state, step, eta)
+
+    def apply_many(self, at, state, step, eta, m, band):
+        """Gradient descent's steps in one kernel call where the objective has one (`Point.steps`)."""
+        if self._descent() and at.objective.multistep:
+            return _many(at.steps(eta, m, band), state)
+        return super().apply_many(at, state, step, eta, m, band)
 
 
 class GD(GR):
@@ -221,6 +241,15 @@ class FGR(Algorithm):
         B = at.theta.shape[0]
         eps = per_run_vector(self.ascent(), B)
         return at.fgr_step(eps, per_run_vector(self.gamma, B) / eps, eta, overwrite=True), state
+
+    def apply_many(self, at, state, step, eta, m, band):
+        """F-GR's steps in one kernel call where the objective has one (`Point.steps`); normalized (SAM) as
+        `apply`."""
+        if self.normalized or not at.objective.multistep:
+            return super().apply_many(at, state, step, eta, m, band)
+        B = at.theta.shape[0]
+        eps = per_run_vector(self.ascent(), B)
+        return _many(at.steps(eta, m, band, -eps, per_run_vector(self.gamma, B) / eps), state)
 
 
 class BGR(FGR):

@@ -120,8 +120,12 @@ class Flow(Declared):
         carry["t"], carry["steps"] = carry["F"][:, T], carry["I"][:, STEPS]
         return carry
 
-    def advance(self, objective, algorithm, carry, k):
-        """One attempted step per live run (see `_BDF`)."""
+    def room(self, carry, k, max_steps, max_time, t_next):
+        """One attempt per `advance`: the driver's stop rules run after every step of a flow."""
+        return 1
+
+    def advance(self, objective, algorithm, carry, k, m=1, band=None):
+        """One attempted step per live run (see `_BDF`; `m` is 1, `band` unused)."""
         return _NDF.advance(self, objective, algorithm, carry)
 
 

@@ -12,7 +12,10 @@ A stepper has
 - `start(objective, algorithm, at, state) -> carry`: a dict of per-run
   arrays (and `Point`s) with keys at least `at` (the current point), `state`
   (the algorithm's state), `t` and `steps` (accepted steps);
-- `advance(objective, algorithm, carry, k) -> (carry, Move)`;
+- `room(carry, k, max_steps, max_time, t_next) -> m`: how many attempts one `advance` may make before
+  the driver has work (a cap, a save time, a periodic test; 1 for a flow);
+- `advance(objective, algorithm, carry, k, m, band) -> (carry, Move)`: up to `m` attempts, stopped early
+  where a run's loss leaves `band` (the driver's stop rules then apply);
 - `next_passes(carry, max_time)`: runs whose next step would pass `max_time`;
 - `save_times(save_at, B)`: the times actually recorded (discrete runs:
   `eta k` at the step nearest each requested time).
@@ -66,6 +69,8 @@ class Move(NamedTuple):
         A status for runs the stepper cannot continue (`""` for none), with `why`, their messages; None
         where no run failed (always from discrete steps, which cannot fail a run).
     why : ndarray of str, (B,), or None
+    taken : int
+        Attempts made, `<= m` of the stepper's `advance`: the step counter advances by it.
     """
 
     evals: np.ndarray
@@ -73,6 +78,7 @@ class Move(NamedTuple):
     dense: Callable
     failed: np.ndarray
     why: np.ndarray
+    taken: int = 1
 
 
 def tree_take(tree, idx):
@@ -137,14 +143,32 @@ class Steps(Declared):
         # the step k -> k + 1 ends at eta (k + 1); compared as the save times are formed
         return carry["eta"] * (carry["steps"] + 1) > max_time * (1 + 1e-12)
 
-    def advance(self, objective, algorithm, carry, k):
-        at, state = algorithm.apply(carry["at"], carry["state"], k, carry["eta"])  # theta - eta D and its beta
-        steps = carry["steps"] + 1
+    def room(self, carry, k, max_steps, max_time, t_next):
+        """How many steps the live runs may take in one `advance` before the driver has work: up to the next
+        multiple of `check_every` (its collapse test, `_frozen`), `max_steps`, each run's last step within
+        `max_time` (as `next_passes` allows it) and the step of its next save time `t_next` (B,) (inf: none;
+        save times are `eta` times an integer, `save_times`). At least 1."""
+        m = min(self.check_every - k % self.check_every, max_steps - k)
+        eta, steps = carry["eta"], carry["steps"]
+        with np.errstate(all="ignore"):
+            last = np.rint(t_next / eta)
+            if np.isfinite(max_time):
+                cap = max_time * (1 + 1e-12)
+                K = np.floor(cap / eta)
+                last = np.minimum(last, np.where(eta * K > cap, K - 1, K))  # (the quotient may round up)
+            room = np.min(last - steps, initial=np.inf)
+        return int(max(1, min(m, room)))
+
+    def advance(self, objective, algorithm, carry, k, m=1, band=None):
+        """Up to `m` steps `theta - eta D` (`Algorithm.apply_many`, within the loss band `band`)."""
+        at, state, taken = algorithm.apply_many(carry["at"], carry["state"], k, carry["eta"], m, band)
+        steps = carry["steps"] + taken
         new = dict(carry, at=at, state=state, t=carry["eta"] * steps, steps=steps)
         failed = why = None
-        if k % self.check_every == self.check_every - 1:
+        if (k + taken) % self.check_every == 0:
             failed, why = self._frozen(algorithm, new)
-        return new, Move(carry["evals"], carry["accepted"], lambda rows, t: at.theta[rows], failed, why)
+        return new, Move(carry["evals"] * taken, carry["accepted"], lambda rows, t: at.theta[rows], failed, why,
+                         taken)
 
     def _frozen(self, algorithm, carry):
         """Every `check_every` steps: the runs whose state has not changed in floating point since the last
@@ -323,6 +347,14 @@ class _Recorder:
         self.grad_evals = np.zeros(B, dtype=np.int64)
         self.status = np.full(B, "", dtype=object)
         self.message = np.full(B, "", dtype=object)
+
+    def next_times(self, rows):
+        """The next save time of runs `rows` (inf where none is left), (len(rows),)."""
+        p = self.ptr[rows]
+        left = p < self.S
+        out = np.full(rows.size, np.inf)
+        out[left] = self.t[rows[left], p[left]]
+        return out
 
     def due(self, rows, t):
         """Of runs `rows` at time `t`, those whose next save time is `<= t` (a bool mask)."""
@@ -511,8 +543,9 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
                     carry = tree_take(carry, keep.nonzero()[0])
                     obj, alg = objective.take(idx), algorithm.take(idx, B)
                     live_band = band[:, idx]
-            carry, move = stepper.advance(obj, alg, carry, k)
-            k += 1
+            m = stepper.room(carry, k, max_steps, max_time, rec.next_times(idx) if rec.S else np.full(idx.size, np.inf))
+            carry, move = stepper.advance(obj, alg, carry, k, m, live_band)
+            k += move.taken
             if idx.size == B:
                 rec.grad_evals += move.evals  # every run live: no gather and scatter
             else:
@@ -537,7 +570,7 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
                     carry = tree_take(carry, keep.nonzero()[0])
                     obj, alg = objective.take(idx), algorithm.take(idx, B)
                     live_band = band[:, idx]
-            if not bar.disable and k % 50 == 0:
+            if not bar.disable and k // 50 != (k - move.taken) // 50:
                 _postfix(bar, idx, carry)
 
 

@@ -57,6 +57,10 @@ class Depth:
         own array) where `overwrite`."""
         return _kernels.depth_vjp_step(theta, g, eta, self.depth, store, overwrite)
 
+    def steps(self, theta, beta, r, loss, XT, Xn, y, eta, m, lo, hi, ascent=None, c=None):
+        """Up to `m` steps of GD (or F-GR with `ascent`, `c`) in one call, in place (`_kernels.depth_steps`)."""
+        return _kernels.depth_steps(theta, beta, r, loss, XT, Xn, y, eta, m, lo, hi, self.depth, ascent, c)
+
     def jvp(self, theta, w):
         """`J w = D (u**(D-1) w_u - v**(D-1) w_v)`, shape (B, d), for `w` of shape (B, 2, d)."""
         return _kernels.depth_jvp(theta, w, self.depth)

@@ -117,6 +117,21 @@ class Point:
         gs = Point(self.objective, None, model.shifted_beta(self.theta, g, -eps)).g
         return Point(self.objective, *model.fgr_step(self.theta, g, gs, -eps, c, eta, overwrite=overwrite))
 
+    def steps(self, eta, m, band, ascent=None, c=None):
+        """Up to `m` discrete steps of GD from this point, or of F-GR with `ascent` (the signed `eps`) and
+        `c = gamma / eps` (B,) as `fgr_step` takes them, in one kernel call (`Objective.multistep`): returns
+        `(point, taken)`, stopped after the first step whose loss leaves `band = (lo, hi)` (B,) for some run,
+        the point's residual and loss formed on the way. Each step is bit for bit `step` (`fgr_step`); the
+        state is written over this point's `theta`, which the caller then drops (`overwrite`)."""
+        obj = self.objective
+        p = obj.problem
+        beta, r, loss = self.beta.copy(), self.residual.copy(), self.loss.copy()
+        taken = obj.model.steps(self.theta, beta, r, loss, p.X_transposed, p.Xn[0], p.y, eta, m, band[0], band[1],
+                                ascent, c)
+        new = Point(obj, self.theta, beta)
+        new.__dict__.update(residual=r, loss=loss)
+        return new, taken
+
     def where(self, mask, other):
         """Row by row, this point where `mask` (B,) holds, else `other` (same objective); parts cached
         in both are merged, not recomputed."""
@@ -144,6 +159,12 @@ class Objective:
     def at(self, theta):
         """The `Point` at `theta` of shape (B, 2, d)."""
         return Point(self, theta)
+
+    @property
+    def multistep(self):
+        """Whether `Point.steps` applies: one problem of its own (`Problem`, P = 1; not a stochastic
+        algorithm's view of the rows) and a model with a multi-step kernel (`Depth`)."""
+        return isinstance(self.problem, Problem) and self.problem.P == 1 and hasattr(self.model, "steps")
 
     def vjp(self, theta, g):
         """`J^T g`, shape (B, 2, d), for `g` of shape (B, d) (`J = d beta / d theta`)."""

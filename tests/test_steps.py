@@ -155,6 +155,47 @@ def test_steps_write_over_their_own_state_never_the_callers(small, rng, alg):
     assert not np.array_equal(res.saved.beta[:, 0], res.saved.beta[:, 1])  # saves are not the live state
 
 
+@pytest.mark.parametrize("alg", [dln.GD(), dln.FGR(np.array([0.05, 0.1, 0.2, 0.4, 3.0]), 0.1),
+                                 dln.BGR(0.1, 0.1), dln.USAM(0.05)], ids=repr)
+@pytest.mark.parametrize("model", [dln.Squares(), dln.Depth(3)], ids=repr)
+def test_steps_in_one_kernel_call_equal_steps_one_by_one(alg, model, monkeypatch):
+    """GD's and F-GR's discrete steps run up to 32 at a time in one kernel call (`Point.steps`), stopped
+    where a loss leaves the band in which the driver has nothing to do. Every stop rule, save and cap must
+    fall on the same step as with one step per call, and every state be the same bit for bit: the runs
+    below run to `max_steps`, reach `max_time` at per-run `eta`, diverge (`eta` 5 and 50; gamma 3 for F-GR),
+    most converge, and they save at times between the 32-step blocks."""
+    p = dln.make_problem(n=20, d=60, s=3, seed=0, n_test=10)
+    eta = np.array([0.01, 5.0, 0.013, 50.0, 0.0071])
+    kw = dict(model=model, alpha=np.array([0.01, 0.05, 0.2, 0.5, 1.0]), save_at=[0.0, 0.05, 0.37, 1.0, 2.5, 7.0],
+              loss_tol=1e-6)
+
+    def runs():
+        return [dln.run(p, alg, dln.Steps(eta, max_steps=1500, max_time=t), **kw) for t in (np.inf, 7.777)]
+
+    blocks = runs()
+    assert {"max_steps", "max_time", "diverged"} <= {s for r in blocks for s in r.status}
+    assert any(m > 1 for m in _rooms(monkeypatch, runs))
+    monkeypatch.setattr(dln.integrate.Steps, "room", lambda self, *a: 1)
+    for a, b in zip(blocks, runs()):
+        for f in ("status", "message", "steps", "t_final", "grad_evals", "theta", "t"):
+            np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
+        np.testing.assert_array_equal(a.saved.beta, b.saved.beta)
+        np.testing.assert_array_equal(a.saved.train_loss, b.saved.train_loss)
+
+
+def _rooms(monkeypatch, runs):
+    """The `m` each `Steps.advance` was given while `runs()` ran."""
+    seen, advance = [], dln.integrate.Steps.advance
+
+    def spy(self, objective, algorithm, carry, k, m=1, band=None):
+        seen.append(m)
+        return advance(self, objective, algorithm, carry, k, m, band)
+    with monkeypatch.context() as mp:
+        mp.setattr(dln.integrate.Steps, "advance", spy)
+        runs()
+    return seen
+
+
 def test_seed_batched_problems_equal_single_problems():
     seeds = [0, 1, 2]
     stacked = dln.make_problem(n=6, d=12, s=2, seed=seeds, n_test=20)
