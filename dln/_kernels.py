@@ -19,7 +19,8 @@ one temporary per operation; these kernels read `theta` once per quantity:
   and `any_below`, that test's comparison with the initial scale;
 - `mix`: F-GR's `G + c (D - G)` in place over `D`, where NumPy makes three passes.
 - `depth_jvp`, `depth_hvp`: the two elementwise halves of the Hessian-vector product (exact GR)
-  around its matrix products, `J w` and `J^T q + sum_i g_i (d^2 beta_i / d theta^2) w`.
+  around its matrix products, `J w` and `J^T q + sum_i g_i (d^2 beta_i / d theta^2) w`;
+  `depth_gr_direction`: GR's whole direction with its products in one call.
 - `quadratic_moments`, `ascent_residuals`, `combine`: the elementwise passes of per-example
   sharpness (`MSharpness(base, 1)` on a quadratic model) around its matrix products.
 
@@ -354,6 +355,27 @@ def _hvp_into(theta, g, w, q, depth, gamma, out):
             if add:
                 for i in range(d):
                     o[i] = o[i] * gm + wk[i]
+
+
+@_jit
+def _gr_direction(theta, r, XT, Xn, depth, gamma):
+    # g = X^T r / n, G = J^T g, q = X^T X J G / n, D = G + gamma H G, as `depth_vjp`, `depth_jvp`, the two products
+    # of `Objective.hvp` and `depth_hvp` form them
+    B, _, d = theta.shape
+    g = np.dot(r, Xn)
+    G, w, D = np.empty((B, 2, d)), np.empty((B, d)), np.empty((B, 2, d))
+    _vjp_into(theta, g, depth, G)
+    _jvp_into(theta, G, depth, w)
+    q = np.dot(np.dot(w, XT), Xn)
+    _hvp_into(theta, g, G, q, depth, gamma, D)
+    return g, G, D
+
+
+def depth_gr_direction(theta, r, XT, Xn, gamma, depth):
+    """GR's direction `D = G + gamma H G` (`G = J^T g`, `g = X^T r / n`, `H G = J^T (X^T X / n) J G + sum_i g_i
+    (d^2 beta_i / d theta^2) G`) from the residual `r` (B, n) on one problem (`XT = X^T`, `Xn = X / n`), `gamma`
+    (B,), in one call: bit for bit `depth_vjp`, `depth_jvp`, the products and `depth_hvp`. Returns `(g, G, D)`."""
+    return _gr_direction(_c(theta), _c(r), XT, Xn, depth, _c(gamma))
 
 
 def depth_jvp(theta, w, depth):

@@ -145,10 +145,9 @@ class GR(Algorithm):
         return not (gamma if isinstance(gamma, float) else np.any(gamma))  # (np.any on a float: ~2 us a step)
 
     def update(self, at, state, step):
-        G = at.grad
         if self._descent():
-            return G, state
-        return at.objective.hvp(at.theta, G, at.g, per_run_vector(self.gamma, G.shape[0])), state
+            return at.grad, state
+        return at.gr_direction(per_run_vector(self.gamma, at.theta.shape[0])), state
 
     def apply(self, at, state, step, eta):
         """Gradient descent's step `theta - eta grad L` and its `beta` in one pass that stores no `grad L`."""
@@ -158,7 +157,7 @@ class GR(Algorithm):
 
     def apply_many(self, at, state, step, eta, m, band):
         """Gradient descent's steps in one kernel call where the objective has one (`Point.steps`)."""
-        if self._descent() and at.objective.multistep:
+        if self._descent() and at.objective.fused:
             return _many(at.steps(eta, m, band), state)
         return super().apply_many(at, state, step, eta, m, band)
 
@@ -245,7 +244,7 @@ class FGR(Algorithm):
     def apply_many(self, at, state, step, eta, m, band):
         """F-GR's steps in one kernel call where the objective has one (`Point.steps`); normalized (SAM) as
         `apply`."""
-        if self.normalized or not at.objective.multistep:
+        if self.normalized or not at.objective.fused:
             return super().apply_many(at, state, step, eta, m, band)
         B = at.theta.shape[0]
         eps = per_run_vector(self.ascent(), B)

@@ -61,6 +61,10 @@ class Depth:
         """Up to `m` steps of GD (or F-GR with `ascent`, `c`) in one call, in place (`_kernels.depth_steps`)."""
         return _kernels.depth_steps(theta, beta, r, loss, XT, Xn, y, eta, m, lo, hi, self.depth, ascent, c)
 
+    def gr_direction(self, theta, r, XT, Xn, gamma):
+        """`(g, G, G + gamma H G)` from the residual `r`, in one call (`_kernels.depth_gr_direction`)."""
+        return _kernels.depth_gr_direction(theta, r, XT, Xn, gamma, self.depth)
+
     def jvp(self, theta, w):
         """`J w = D (u**(D-1) w_u - v**(D-1) w_v)`, shape (B, d), for `w` of shape (B, 2, d)."""
         return _kernels.depth_jvp(theta, w, self.depth)

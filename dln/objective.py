@@ -117,9 +117,21 @@ class Point:
         gs = Point(self.objective, None, model.shifted_beta(self.theta, g, -eps)).g
         return Point(self.objective, *model.fgr_step(self.theta, g, gs, -eps, c, eta, overwrite=overwrite))
 
+    def gr_direction(self, gamma):
+        """GR's direction `G + gamma H G` (`G = grad L`, `gamma` (B,)), shape (B, 2, d): where the objective is
+        `fused` and `grad L` not yet formed, in one kernel call that caches `g` and `grad`; else
+        `Objective.hvp`. Bit for bit the same."""
+        obj = self.objective
+        if obj.fused and "grad" not in self.__dict__:
+            p = obj.problem
+            g, G, D = obj.model.gr_direction(self.theta, self.residual, p.X_transposed, p.Xn[0], gamma)
+            self.__dict__.update(g=g, grad=G)
+            return D
+        return obj.hvp(self.theta, self.grad, self.g, gamma)
+
     def steps(self, eta, m, band, ascent=None, c=None):
         """Up to `m` discrete steps of GD from this point, or of F-GR with `ascent` (the signed `eps`) and
-        `c = gamma / eps` (B,) as `fgr_step` takes them, in one kernel call (`Objective.multistep`): returns
+        `c = gamma / eps` (B,) as `fgr_step` takes them, in one kernel call (`Objective.fused`): returns
         `(point, taken)`, stopped after the first step whose loss leaves `band = (lo, hi)` (B,) for some run,
         the point's residual and loss formed on the way. Each step is bit for bit `step` (`fgr_step`); the
         state is written over this point's `theta`, which the caller then drops (`overwrite`)."""
@@ -161,9 +173,9 @@ class Objective:
         return Point(self, theta)
 
     @property
-    def multistep(self):
-        """Whether `Point.steps` applies: one problem of its own (`Problem`, P = 1; not a stochastic
-        algorithm's view of the rows) and a model with a multi-step kernel (`Depth`)."""
+    def fused(self):
+        """Whether `Point.steps` and `Point.gr_direction` take their one-call kernels: one problem of its own
+        (`Problem`, P = 1; not a stochastic algorithm's view of the rows) and a model that has them (`Depth`)."""
         return isinstance(self.problem, Problem) and self.problem.P == 1 and hasattr(self.model, "steps")
 
     def vjp(self, theta, g):

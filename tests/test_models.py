@@ -50,6 +50,25 @@ def test_hessian_vector_product_matches_central_differences(name, rng):
     assert rel < 1e-8, rel
 
 
+@pytest.mark.parametrize("name", ["squares", "depth3"])
+def test_gr_direction_in_one_call_is_the_protocol_s_bit_for_bit(name, rng):
+    """GR's direction on one problem and a depth model is one kernel call with its products inside
+    (`Point.gr_direction`); it must be, bit for bit, the gradient and `Objective.hvp` that the protocol forms
+    (checked against central differences above), with `g` and `grad L` cached as the point forms them."""
+    model = MODELS[name]
+    p = dln.make_problem(n=5, d=7, s=2, seed=2)
+    obj = Objective(p, model)
+    assert obj.fused
+    theta = _point(model, rng, p.d)
+    gamma = np.array([0.1, 2.0])
+    fused = obj.at(theta)
+    D = fused.gr_direction(gamma)
+    ref = obj.at(theta)
+    np.testing.assert_array_equal(D, obj.hvp(theta, ref.grad, ref.g, gamma))
+    np.testing.assert_array_equal(fused.grad, ref.grad)
+    np.testing.assert_array_equal(fused.g, ref.g)
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_jacobian_of_beta_matches_central_differences(name, rng):
     model = MODELS[name]
