@@ -120,8 +120,8 @@ class Flow(Declared):
         carry["t"], carry["steps"] = carry["F"][:, T], carry["I"][:, STEPS]
         return carry
 
-    def room(self, carry, k, max_steps, max_time, t_next):
-        """One attempt per `advance`: the driver's stop rules run after every step of a flow."""
+    def room(self, carry, k, max_steps, max_time, rec, idx):
+        """One attempt per `advance`: the driver's stop rules see every step of a flow."""
         return 1
 
     def advance(self, objective, algorithm, carry, k, m=1, band=None):

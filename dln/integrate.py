@@ -12,7 +12,7 @@ A stepper has
 - `start(objective, algorithm, at, state) -> carry`: a dict of per-run
   arrays (and `Point`s) with keys at least `at` (the current point), `state`
   (the algorithm's state), `t` and `steps` (accepted steps);
-- `room(carry, k, max_steps, max_time, t_next) -> m`: how many attempts one `advance` may make before
+- `room(carry, k, max_steps, max_time, rec, idx) -> m`: how many attempts one `advance` may make before
   the driver has work (a cap, a save time, a periodic test; 1 for a flow);
 - `advance(objective, algorithm, carry, k, m, band) -> (carry, Move)`: up to `m` attempts, stopped early
   where a run's loss leaves `band` (the driver's stop rules then apply);
@@ -143,15 +143,15 @@ class Steps(Declared):
         # the step k -> k + 1 ends at eta (k + 1); compared as the save times are formed
         return carry["eta"] * (carry["steps"] + 1) > max_time * (1 + 1e-12)
 
-    def room(self, carry, k, max_steps, max_time, t_next):
-        """How many steps the live runs may take in one `advance` before the driver has work: up to the next
-        multiple of `check_every` (its collapse test, `_frozen`), `max_steps`, each run's last step within
-        `max_time` (as `next_passes` allows it) and the step of its next save time `t_next` (B,) (inf: none;
-        save times are `eta` times an integer, `save_times`). At least 1."""
+    def room(self, carry, k, max_steps, max_time, rec, idx):
+        """How many steps the live runs `idx` may take in one `advance` before the driver has work: up to the
+        next multiple of `check_every` (its collapse test, `_frozen`), `max_steps`, each run's last step within
+        `max_time` (as `next_passes` allows it) and the step of its next save time in `rec` (save times are
+        `eta` times an integer, `save_times`). At least 1."""
         m = min(self.check_every - k % self.check_every, max_steps - k)
         eta, steps = carry["eta"], carry["steps"]
         with np.errstate(all="ignore"):
-            last = np.rint(t_next / eta)
+            last = np.rint(rec.next_times(idx) / eta) if rec.S else np.full(idx.size, np.inf)
             if np.isfinite(max_time):
                 cap = max_time * (1 + 1e-12)
                 K = np.floor(cap / eta)
@@ -490,12 +490,12 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
             L = at.loss
             # accepted steps grow by at most one per attempt, so `steps <= k` and no run is at
             # `max_steps` before attempt `k = max_steps`
-            # (a flow tests for collapse every step: it takes the full rules each step)
-            quiet = (stepper.check_every > 1 and k < max_steps and not timed and time.monotonic() <= deadline
+            quiet = (k < max_steps and not timed and time.monotonic() <= deadline
                      and _kernels.within(L, live_band[0], live_band[1]))
             if quiet and not k % stepper.check_every:
-                # a collapse test is due (discrete steps: every 32nd step), and it is the only rule that can
-                # stop a run: where it stops none, the stop rules below are skipped too
+                # a collapse test is due (every `check_every` attempts: 16 for a flow, 32 for discrete steps),
+                # and it is the only rule that can stop a run: where it stops none, the stop rules below are
+                # skipped too
                 quiet = not _collapsed(model, at.theta, scale0[idx], L, L0[idx]).any()
             if not quiet:
                 blow = ~np.isfinite(L) | (L > BLOWUP * L0[idx])
@@ -504,7 +504,7 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
                 # the collapse test is a few passes over theta: every step of a flow (whose steps cost
                 # far more), every 32nd of discrete steps
                 collapsed = ~blow & ~conv & ~settled
-                if stepper.check_every == 1 or k % stepper.check_every == 0:
+                if k % stepper.check_every == 0:
                     collapsed &= _collapsed(model, at.theta, scale0[idx], L, L0[idx])
                 else:
                     collapsed[:] = False
@@ -543,7 +543,7 @@ def _drive(objective, algorithm, stepper, theta0, seeds, save_at, tol, rec, max_
                     carry = tree_take(carry, keep.nonzero()[0])
                     obj, alg = objective.take(idx), algorithm.take(idx, B)
                     live_band = band[:, idx]
-            m = stepper.room(carry, k, max_steps, max_time, rec.next_times(idx) if rec.S else np.full(idx.size, np.inf))
+            m = stepper.room(carry, k, max_steps, max_time, rec, idx)
             carry, move = stepper.advance(obj, alg, carry, k, m, live_band)
             k += move.taken
             if idx.size == B:
