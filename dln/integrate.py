@@ -106,6 +106,9 @@ class Steps(Declared):
 
     #: the driver tests for collapse every `check_every` steps
     check_every = 32
+    #: multiply-adds of matrix products that one `advance` of several steps may take (~0.05 s on one core):
+    #: Ctrl-C, `max_wall` and the progress bar are seen between calls
+    call_work = 2e8
 
     def save_times(self, save_at, B):
         eta = self.per_run("eta", B)
@@ -147,8 +150,12 @@ class Steps(Declared):
         """How many steps the live runs `idx` may take in one `advance` before the driver has work: up to the
         next multiple of `check_every` (its collapse test, `_frozen`), `max_steps`, each run's last step within
         `max_time` (as `next_passes` allows it) and the step of its next save time in `rec` (save times are
-        `eta` times an integer, `save_times`). At least 1."""
-        m = min(self.check_every - k % self.check_every, max_steps - k)
+        `eta` times an integer, `save_times`), and `call_work` (a step's products: `2 B n d` multiply-adds per
+        gradient). At least 1."""
+        at = carry["at"]
+        B, _, d = at.theta.shape
+        step_work = 2.0 * B * at.objective.problem.n * d * float(carry["evals"].max())
+        m = min(self.check_every - k % self.check_every, max_steps - k, max(1, int(self.call_work // step_work)))
         eta, steps = carry["eta"], carry["steps"]
         with np.errstate(all="ignore"):
             last = np.rint(rec.next_times(idx) / eta) if rec.S else np.full(idx.size, np.inf)
