@@ -5,6 +5,7 @@ algorithms, hyperparameters and integrators:
 - `converged` means the loss is below its tolerance and `beta` is finite;
 - a batched run equals the loop of single runs (to round-off for steps, to the solver's tolerance
   for flows);
+- discrete steps taken many per call equal steps taken one per call, bit for bit;
 - gradient flow ends at the dual solution `argmin Q_alpha`, within the bound its stopping residual sets;
 - no warning (overflow, invalid value, ...) escapes to the user: every test runs with warnings as errors.
 
@@ -65,6 +66,29 @@ def test_status_is_documented_and_converged_means_below_tolerance(problem, algor
     for b in np.flatnonzero(res.status == "converged"):
         assert np.all(np.isfinite(res.final.beta[b]))
         assert res.final.train_loss[b] <= loss_tol * L0
+
+
+@FAST
+@given(problems, st.sampled_from(["gd", "fgr", "bgr", "usam"]), st.lists(st.floats(1e-3, 3.0), min_size=1, max_size=3),
+       st.integers(1, 200), st.one_of(st.just(np.inf), st.floats(0.01, 20.0)),
+       st.lists(st.floats(0.0, 20.0), max_size=4, unique=True), st.floats(1e-10, 1e-3), st.data())
+def test_steps_taken_many_per_call_equal_one_per_call(problem, kind, eta, max_steps, max_time, save_at, loss_tol,
+                                                      data):
+    """The driver hands GD and F-GR up to 32 steps per call (`Steps.room`), which stop where a loss leaves
+    the band of no work; whatever the step sizes (per run), caps and save times drawn, every state, save,
+    status and counter equals, bit for bit, the run taken one step per call."""
+    alg = {"gd": dln.GD(), "fgr": dln.FGR(0.1, 0.1), "bgr": dln.BGR(0.05, 0.2), "usam": dln.USAM(0.05)}[kind]
+    alpha = 10.0 ** np.array(data.draw(st.lists(log_alpha, min_size=len(eta), max_size=len(eta))))
+    kw = dict(alpha=alpha, save_at=sorted(save_at), loss_tol=loss_tol)
+    steps = dln.Steps(np.array(eta), max_steps=max_steps, max_time=max_time)
+    many = dln.run(problem, alg, steps, **kw)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dln.integrate.Steps, "room", lambda self, *a: 1)
+        one = dln.run(problem, alg, steps, **kw)
+    for f in ("status", "message", "steps", "t_final", "grad_evals", "theta", "t"):
+        np.testing.assert_array_equal(getattr(many, f), getattr(one, f), err_msg=f)
+    if save_at:
+        np.testing.assert_array_equal(many.saved.beta, one.saved.beta)
 
 
 @FAST
