@@ -130,8 +130,9 @@ class Point:
         return obj.hvp(self.theta, self.grad, self.g, gamma)
 
     def steps(self, eta, m, band, ascent=None, c=None):
-        """Up to `m` discrete steps of GD from this point, or of F-GR with `ascent` (the signed `eps`) and
-        `c = gamma / eps` (B,) as `fgr_step` takes them, in one kernel call (`Objective.fused`): returns
+        """Up to `m` discrete steps of GD from this point, or of F-GR with `ascent = -eps` (the shifted point
+        `theta - ascent G`, `eps` signed as `fgr_step` takes it) and `c = gamma / eps` (B,), in one kernel call
+        (`Objective.fused`): returns
         `(point, taken)`, stopped after the first step whose loss leaves `band = (lo, hi)` (B,) for some run,
         the point's residual and loss formed on the way. Each step is bit for bit `step` (`fgr_step`); the
         state is written over this point's `theta`, which the caller then drops (`overwrite`)."""
