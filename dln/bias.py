@@ -168,7 +168,8 @@ def min_l2(problem):
     `X^+` is the pseudo-inverse (SVD), so rank-deficient `X` is fine; where `X beta = y` has no
     solution this is the least-squares solution of minimum norm, and `problem.residual` says so.
     """
-    return np.matmul(np.linalg.pinv(as_problem(problem).X), problem.y[..., None])[..., 0]
+    problem = as_problem(problem)
+    return np.matmul(np.linalg.pinv(problem.X), problem.y[..., None])[..., 0]
 
 
 #: HiGHS's primal and dual feasibility tolerances for the l1 linear program, on data scaled to unit size
@@ -183,7 +184,8 @@ def min_l1(problem):
     scale alike. Raises `InputError` where `X beta = y` has no solution (`min_l2` then gives the
     least-squares solution) or where the solver's answer fails the check.
     """
-    P = as_problem(problem).P
+    problem = as_problem(problem)
+    P = problem.P
     out = np.empty((P, problem.d))
     for i in range(P):
         X, y = problem.X[i], problem.y[i]

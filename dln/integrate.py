@@ -142,9 +142,19 @@ class Steps(Declared):
                 f"; the update's Jacobian at initialization is not finite: the data, {others} overflow"
                 for r, lm in zip(rows, lim)]
 
+    @staticmethod
+    def _last_step(eta, max_time):
+        """The last step `K` per run (B,) that ends within `max_time`: the largest `K` with
+        `eta K <= max_time (1 + 1e-12)` (the step `k -> k + 1` ends at `eta (k + 1)`; compared as the save
+        times are formed), the quotient's rounding corrected either way (inf where `max_time` is)."""
+        cap = max_time * (1 + 1e-12)
+        with np.errstate(all="ignore"):
+            K = np.floor(cap / eta)
+            K = np.where(eta * (K + 1) <= cap, K + 1, K)
+            return np.where(eta * K > cap, K - 1, K)
+
     def next_passes(self, carry, max_time):
-        # the step k -> k + 1 ends at eta (k + 1); compared as the save times are formed
-        return carry["eta"] * (carry["steps"] + 1) > max_time * (1 + 1e-12)
+        return carry["steps"] + 1 > self._last_step(carry["eta"], max_time)
 
     def room(self, carry, k, max_steps, max_time, rec, idx):
         """How many steps the live runs `idx` may take in one `advance` before the driver has work: up to the
@@ -160,9 +170,7 @@ class Steps(Declared):
         with np.errstate(all="ignore"):
             last = np.rint(rec.next_times(idx) / eta) if rec.S else np.full(idx.size, np.inf)
             if np.isfinite(max_time):
-                cap = max_time * (1 + 1e-12)
-                K = np.floor(cap / eta)
-                last = np.minimum(last, np.where(eta * K > cap, K - 1, K))  # (the quotient may round up)
+                last = np.minimum(last, self._last_step(eta, max_time))
             room = np.min(last - steps, initial=np.inf)
         return int(max(1, min(m, room)))
 
